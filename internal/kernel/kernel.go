@@ -1,0 +1,248 @@
+// Package kernel keeps the Linux kernels hull boots its images with.
+//
+// A bundle is one bootable kernel plus everything hull's guest init needs
+// from it: the kernel image (vmlinuz), the kernel's .config when it was
+// shipped, and the loadable modules the init must finit_module before it can
+// reach its devices (virtio over MMIO, console ports, net, rng, blk), listed
+// in a load order where every module comes after all of its dependencies.
+// Debian's cloud kernel builds those drivers as modules, so a bundle
+// imported from a linux-image .deb carries them; a kernel built with the
+// drivers built in carries none and says so (Builtin).
+//
+// Bundles live in a Store directory, one sub-directory per bundle named by
+// its digest: the SHA-256 of its bundle.json, which in turn records the
+// SHA-256 and size of every other file in the bundle. bundle.json has no
+// timestamps and a canonical layout, so importing the same .deb with the
+// same module list always gives the same digest. The store's "default" file
+// names the digest used when no kernel is asked for.
+//
+// Invariants:
+//   - a bundle directory appears whole or not at all: it is built in a
+//     hidden temporary directory inside the store and renamed into place;
+//     a failed or cancelled import removes its temporary directory;
+//   - the default pointer is replaced atomically (write then rename);
+//   - bundle.json hashes to its directory name, and Verify re-hashes every
+//     file, so tampering is detected before a kernel is booted.
+//
+// The package does not download kernels, boot them, or build initramfs
+// images; it reads .deb files in pure Go (no dpkg, ar, tar or xz binaries)
+// and never executes anything from them.
+package kernel
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// DefaultModules are the modules hull's init needs from a modular kernel:
+// virtio over MMIO, console/serial ports, net, rng, blk.
+var DefaultModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng", "virtio_blk"}
+
+// File names inside a bundle directory.
+const (
+	bundleFile  = "bundle.json"
+	kernelFile  = "vmlinuz"
+	vmlinuxFile = "vmlinux" // an uncompressed ELF kernel keeps an honest name
+	configFile  = "config"
+	modulesDir  = "modules"
+)
+
+var (
+	// ErrNoKernel is wrapped by Store.Get when the store holds no kernel.
+	ErrNoKernel = errors.New("no kernels imported")
+	// ErrNotFound is wrapped by Store.Get when a ref matches no bundle.
+	ErrNotFound = errors.New("unknown kernel")
+	// ErrAmbiguous is wrapped by Store.Get when a ref matches several bundles.
+	ErrAmbiguous = errors.New("ambiguous kernel reference")
+	// ErrCorrupt is wrapped when a stored bundle no longer matches its digests.
+	ErrCorrupt = errors.New("kernel bundle is corrupt")
+)
+
+// FormatError reports a file that is not a usable kernel package: not an ar
+// archive, not a Debian binary package, truncated, or lacking a kernel or a
+// wanted module.
+type FormatError struct {
+	Path   string // the file as given by the caller
+	Reason string // one line naming the problem and, where possible, the fix
+	Err    error  // underlying decoder error, if any
+}
+
+func (e *FormatError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Path, e.Reason, e.Err)
+	}
+	return e.Path + ": " + e.Reason
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
+
+// Module is one loadable kernel module of a bundle.
+type Module struct {
+	Name    string   `json:"name"`    // normalised module name, e.g. "virtio_rng"
+	File    string   `json:"file"`    // path relative to the bundle dir, e.g. "modules/virtio_rng.ko"
+	Depends []string `json:"depends"` // as in .modinfo, normalised and sorted
+	SHA256  string   `json:"sha256"`
+	Size    int64    `json:"size"`
+}
+
+// Bundle is one stored kernel. Its JSON form is bundle.json.
+type Bundle struct {
+	Digest       string   `json:"-"`             // sha256 hex of the canonical bundle.json bytes; also the directory name
+	Name         string   `json:"name"`          // e.g. "debian-6.1.0-57-cloud-amd64"
+	Release      string   `json:"release"`       // uname -r, e.g. "6.1.0-57-cloud-amd64"
+	Source       string   `json:"source"`        // base name of what it was made from, e.g. the .deb
+	SourceSHA256 string   `json:"source_sha256"` // sha256 of Source
+	Kernel       string   `json:"kernel"`        // file name inside the bundle dir: "vmlinuz"
+	KernelSHA256 string   `json:"kernel_sha256"`
+	KernelSize   int64    `json:"kernel_size"`
+	Config       string   `json:"config,omitempty"`        // "config" when the kernel's .config was shipped
+	ConfigSHA256 string   `json:"config_sha256,omitempty"` // so Verify covers the config too
+	Modules      []Module `json:"modules"`                 // load order: every module after all of its depends
+	Builtin      bool     `json:"builtin_drivers"`         // drivers built in, nothing to load; false for a .deb import
+	Dir          string   `json:"-"`                       // absolute dir of the bundle in the store
+}
+
+// KernelPath is the absolute path of the kernel image.
+func (b *Bundle) KernelPath() string { return filepath.Join(b.Dir, b.Kernel) }
+
+// ModulePath is the absolute path of one of the bundle's modules.
+func (b *Bundle) ModulePath(m Module) string { return filepath.Join(b.Dir, m.File) }
+
+// ConfigValue returns the value of a kernel config option in the shipped
+// .config: "y", "m", the literal value (strings unquoted), or "" when the
+// option is not set or the config is unknown. The "CONFIG_" prefix may be
+// left out. It reads the file on each call; callers ask a handful of times.
+func (b *Bundle) ConfigValue(option string) string {
+	if b.Config == "" {
+		return ""
+	}
+	if !strings.HasPrefix(option, "CONFIG_") {
+		option = "CONFIG_" + option
+	}
+	f, err := os.Open(filepath.Join(b.Dir, b.Config))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return configValue(f, option)
+}
+
+// HasConfig reports whether an option is built in or modular ("y" or "m")
+// in the shipped config; false when unknown.
+func (b *Bundle) HasConfig(option string) bool {
+	v := b.ConfigValue(option)
+	return v == "y" || v == "m"
+}
+
+func configValue(r io.Reader, option string) string {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	prefix := option + "="
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		v := strings.TrimSpace(line[len(prefix):])
+		if len(v) >= 2 && v[0] == '"' {
+			if u, err := strconv.Unquote(v); err == nil {
+				return u
+			}
+		}
+		return v
+	}
+	return ""
+}
+
+// Verify re-hashes every file of the bundle (bundle.json against the
+// digest, then the kernel, config and modules against bundle.json) and
+// returns an error naming the first file that differs or is missing.
+func (b *Bundle) Verify() error {
+	fail := func(file, why string) error {
+		return fmt.Errorf("%w: %s: %s %s; re-import the kernel to repair it", ErrCorrupt, b.Dir, file, why)
+	}
+	if b.Digest != "" {
+		sum, _, err := hashFile(filepath.Join(b.Dir, bundleFile))
+		if err != nil {
+			return fail(bundleFile, "is unreadable ("+errText(err)+")")
+		}
+		if sum != b.Digest {
+			return fail(bundleFile, "does not match the bundle digest")
+		}
+	}
+	check := func(rel, want string, wantSize int64) error {
+		if !filepath.IsLocal(rel) {
+			return fail(rel, "points outside the bundle")
+		}
+		sum, size, err := hashFile(filepath.Join(b.Dir, rel))
+		if err != nil {
+			return fail(rel, "is unreadable ("+errText(err)+")")
+		}
+		if sum != want || (wantSize >= 0 && size != wantSize) {
+			return fail(rel, fmt.Sprintf("has sha256 %s (%d bytes), want %s", sum, size, want))
+		}
+		return nil
+	}
+	if err := check(b.Kernel, b.KernelSHA256, b.KernelSize); err != nil {
+		return err
+	}
+	if b.Config != "" {
+		if err := check(b.Config, b.ConfigSHA256, -1); err != nil {
+			return err
+		}
+	}
+	for _, m := range b.Modules {
+		if err := check(m.File, m.SHA256, m.Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errText shortens an *os.PathError to its cause: the path is already named.
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func hashFile(path string) (sum string, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func isDigest(s string) bool {
+	if len(s) != sha256.Size*2 {
+		return false
+	}
+	return isLowerHex(s)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

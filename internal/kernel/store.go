@@ -1,0 +1,615 @@
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Store is a directory of kernel bundles, e.g. $XDG_DATA_HOME/hull/kernels.
+// It is created on demand (0755).
+type Store struct{ Dir string }
+
+const (
+	defaultFile = "default"
+	tmpPrefix   = ".tmp-" // hidden, so List and people skip half-built bundles
+	// maxBundleJSON bounds bundle.json reads; real ones are a few KiB.
+	maxBundleJSON = 16 << 20
+	// minPrefix is the shortest digest prefix Get accepts, so a typo or a
+	// short word is not silently taken for a digest.
+	minPrefix = 6
+)
+
+// List returns every bundle in the store sorted by Name then Digest. It
+// ignores temporary and foreign entries, and fails naming any bundle whose
+// bundle.json no longer matches its digest.
+func (s *Store) List() ([]*Bundle, error) {
+	bundles, broken, err := s.scan()
+	if err != nil {
+		return nil, err
+	}
+	if len(broken) > 0 {
+		digests := make([]string, 0, len(broken))
+		for d := range broken {
+			digests = append(digests, d)
+		}
+		slices.Sort(digests)
+		return nil, broken[digests[0]]
+	}
+	return bundles, nil
+}
+
+// scan loads all bundles, keeping those that fail to load aside by digest
+// so Get can still find healthy ones.
+func (s *Store) scan() (ok []*Bundle, broken map[string]error, err error) {
+	dir, err := s.absDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list kernels: %w", err)
+	}
+	broken = map[string]error{}
+	for _, e := range ents {
+		if !e.IsDir() || !isDigest(e.Name()) {
+			continue
+		}
+		b, err := loadBundle(filepath.Join(dir, e.Name()), e.Name())
+		if err != nil {
+			broken[e.Name()] = err
+			continue
+		}
+		ok = append(ok, b)
+	}
+	slices.SortFunc(ok, func(a, b *Bundle) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Digest, b.Digest)
+	})
+	return ok, broken, nil
+}
+
+func (s *Store) absDir() (string, error) {
+	if s.Dir == "" {
+		return "", errors.New("kernel store: no directory set")
+	}
+	return filepath.Abs(s.Dir)
+}
+
+// loadBundle reads and checks a bundle's bundle.json; it does not hash the
+// other files (Verify does).
+func loadBundle(dir, digest string) (*Bundle, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: %s: %s; remove the directory and re-import the kernel", ErrCorrupt, dir, why)
+	}
+	f, err := os.Open(filepath.Join(dir, bundleFile))
+	if err != nil {
+		return nil, bad("cannot read " + bundleFile + " (" + errText(err) + ")")
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxBundleJSON+1))
+	if err != nil {
+		return nil, bad("cannot read " + bundleFile + " (" + errText(err) + ")")
+	}
+	if len(data) > maxBundleJSON {
+		return nil, bad(bundleFile + " is too large")
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != digest {
+		return nil, bad(bundleFile + " does not match the directory name (edited?)")
+	}
+	var b Bundle
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, bad(bundleFile + " is not valid JSON: " + err.Error())
+	}
+	if err := b.checkPaths(); err != nil {
+		return nil, bad(err.Error())
+	}
+	b.Digest, b.Dir = digest, dir
+	return &b, nil
+}
+
+// checkPaths rejects a bundle.json whose file names would reach outside
+// the bundle: Verify and the runner open them.
+func (b *Bundle) checkPaths() error {
+	if b.Kernel != kernelFile && b.Kernel != vmlinuxFile {
+		return fmt.Errorf("unexpected kernel file %q", b.Kernel)
+	}
+	if b.Config != "" && b.Config != configFile {
+		return fmt.Errorf("unexpected config file %q", b.Config)
+	}
+	for _, m := range b.Modules {
+		if !validModuleName(m.Name) || m.File != modulesDir+"/"+m.Name+".ko" {
+			return fmt.Errorf("unexpected module entry %q (%q)", m.Name, m.File)
+		}
+	}
+	return nil
+}
+
+// Get finds a bundle by ref: "" for the default, a Name, a full digest, or
+// a unique digest prefix of at least 6 hex digits.
+func (s *Store) Get(ref string) (*Bundle, error) {
+	bundles, broken, err := s.scan()
+	if err != nil {
+		return nil, err
+	}
+	if len(bundles) == 0 && len(broken) == 0 {
+		return nil, fmt.Errorf("%w in %s: run `hull kernel import <linux-image-*.deb>` or `make kernel`", ErrNoKernel, s.Dir)
+	}
+	if ref == "" {
+		def, err := s.Default()
+		if err != nil {
+			return nil, err
+		}
+		if def == "" {
+			return nil, fmt.Errorf("no default kernel in %s: name one of %s", s.Dir, known(bundles))
+		}
+		if err, ok := broken[def]; ok {
+			return nil, err
+		}
+		for _, b := range bundles {
+			if b.Digest == def {
+				return b, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: the default kernel %s is gone from %s: set another default or re-import it", ErrNotFound, short(def), s.Dir)
+	}
+	return resolve(bundles, broken, ref, s.Dir)
+}
+
+// resolve matches ref against loaded bundles (and the digests of broken
+// ones, so a broken bundle asked for by digest reports why it is broken).
+func resolve(bundles []*Bundle, broken map[string]error, ref, dir string) (*Bundle, error) {
+	lref := strings.ToLower(ref)
+	if isDigest(lref) {
+		if err, ok := broken[lref]; ok {
+			return nil, err
+		}
+		for _, b := range bundles {
+			if b.Digest == lref {
+				return b, nil
+			}
+		}
+		return nil, fmt.Errorf("%w %s in %s: known kernels are %s", ErrNotFound, ref, dir, known(bundles))
+	}
+	var named []*Bundle
+	for _, b := range bundles {
+		if b.Name == ref {
+			named = append(named, b)
+		}
+	}
+	switch {
+	case len(named) == 1:
+		return named[0], nil
+	case len(named) > 1:
+		return nil, fmt.Errorf("%w: %d kernels are named %s (%s): give a digest instead", ErrAmbiguous, len(named), ref, digests(named))
+	}
+	if len(lref) >= minPrefix && isLowerHex(lref) {
+		var hits []*Bundle
+		var brokenHit string
+		for _, b := range bundles {
+			if strings.HasPrefix(b.Digest, lref) {
+				hits = append(hits, b)
+			}
+		}
+		for d := range broken {
+			if strings.HasPrefix(d, lref) {
+				brokenHit = d
+				hits = append(hits, &Bundle{Digest: d, Name: "(corrupt)"})
+			}
+		}
+		switch {
+		case len(hits) == 1 && brokenHit != "":
+			return nil, broken[brokenHit]
+		case len(hits) == 1:
+			return hits[0], nil
+		case len(hits) > 1:
+			return nil, fmt.Errorf("%w: digest prefix %s matches %s: give more digits", ErrAmbiguous, ref, digests(hits))
+		}
+	}
+	return nil, fmt.Errorf("%w %q in %s: known kernels are %s", ErrNotFound, ref, dir, known(bundles))
+}
+
+func short(digest string) string {
+	if len(digest) > 12 {
+		return digest[:12]
+	}
+	return digest
+}
+
+func digests(bs []*Bundle) string {
+	var parts []string
+	for _, b := range bs {
+		parts = append(parts, short(b.Digest))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+func known(bs []*Bundle) string {
+	if len(bs) == 0 {
+		return "(none readable)"
+	}
+	var parts []string
+	for _, b := range bs {
+		parts = append(parts, b.Name+" ("+short(b.Digest)+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Default returns the digest of the default bundle, or "" when none is set.
+func (s *Store) Default() (string, error) {
+	dir, err := s.absDir()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, defaultFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read default kernel: %w", err)
+	}
+	d := strings.TrimSpace(string(data))
+	if !isDigest(d) {
+		return "", fmt.Errorf("%s/%s holds %q, not a kernel digest: set the default again", dir, defaultFile, short(d))
+	}
+	return d, nil
+}
+
+// SetDefault makes digest (a full digest of a stored bundle) the default,
+// replacing the pointer atomically.
+func (s *Store) SetDefault(digest string) error {
+	dir, err := s.absDir()
+	if err != nil {
+		return err
+	}
+	if !isDigest(digest) {
+		return fmt.Errorf("set default kernel: %q is not a full sha256 digest", digest)
+	}
+	if _, err := loadBundle(filepath.Join(dir, digest), digest); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || !dirExists(filepath.Join(dir, digest)) {
+			return fmt.Errorf("set default kernel: %w %s in %s", ErrNotFound, short(digest), dir)
+		}
+		return fmt.Errorf("set default kernel: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, defaultFile), []byte(digest+"\n"))
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// writeFileAtomic writes data beside path and renames it over path, so a
+// reader sees the old or the new content, never a mix.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename durable; failure only weakens crash safety, so it
+// is not reported.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// newTemp creates the hidden build directory for one bundle.
+func (s *Store) newTemp() (root, tmp string, err error) {
+	root, err = s.absDir()
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", "", fmt.Errorf("create kernel store: %w", err)
+	}
+	sweep(root)
+	tmp, err = os.MkdirTemp(root, tmpPrefix)
+	if err != nil {
+		return "", "", fmt.Errorf("create kernel store: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return "", "", err
+	}
+	return root, tmp, nil
+}
+
+// staleAge is how old a temporary entry must be before sweep takes it for
+// the leftover of a killed import rather than one in progress (an import
+// takes seconds).
+const staleAge = time.Hour
+
+// sweep removes temporary entries left by imports that were killed before
+// they could clean up; a killed import can leave ~90 MB of spooled modules.
+// Failures are ignored: the entries are only wasted space.
+func sweep(root string) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleAge {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
+}
+
+// commit writes bundle.json into the build directory tmp and moves it into
+// place under its digest. An existing identical bundle wins if it still
+// verifies, and is replaced (repaired) if it does not. The first bundle in
+// a store becomes its default. tmp is gone when commit returns.
+func (s *Store) commit(root, tmp string, b *Bundle) (*Bundle, error) {
+	defer os.RemoveAll(tmp)
+	if b.Modules == nil {
+		b.Modules = []Module{}
+	}
+	data, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	data = append(data, '\n')
+	if err := writeFile(filepath.Join(tmp, bundleFile), bytes.NewReader(data), nil); err != nil {
+		return nil, err
+	}
+	syncDir(tmp)
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	final := filepath.Join(root, digest)
+
+	if dirExists(final) {
+		old, err := loadBundle(final, digest)
+		if err == nil && old.Verify() == nil {
+			return old, s.ensureDefault(root, digest)
+		}
+		// Repair: move the damaged copy aside, then put the new one in.
+		aside, err := os.MkdirTemp(root, tmpPrefix+"old-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(aside)
+		if err := os.Rename(final, filepath.Join(aside, "b")); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		// A concurrent import of the same bundle may have won the race.
+		if old, lerr := loadBundle(final, digest); lerr == nil {
+			return old, s.ensureDefault(root, digest)
+		}
+		return nil, err
+	}
+	syncDir(root)
+	b.Digest, b.Dir = digest, final
+	return b, s.ensureDefault(root, digest)
+}
+
+// ensureDefault points the default at digest when there is no usable
+// default yet.
+func (s *Store) ensureDefault(root, digest string) error {
+	cur, err := s.Default()
+	if err == nil && cur != "" && dirExists(filepath.Join(root, cur)) {
+		return nil
+	}
+	if err := writeFileAtomic(filepath.Join(root, defaultFile), []byte(digest+"\n")); err != nil {
+		return fmt.Errorf("set default kernel: %w", err)
+	}
+	return nil
+}
+
+// writeFile creates path (which must not exist) from r with mode 0644,
+// feeding every byte to h when h is non-nil, and syncs it.
+func writeFile(path string, r io.Reader, h io.Writer) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	w := io.Writer(f)
+	if h != nil {
+		w = io.MultiWriter(f, h)
+	}
+	_, err = io.Copy(w, r)
+	if err == nil {
+		err = f.Chmod(0o644) // exact mode whatever the umask
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// hashedFile is the result of copying a file into a bundle.
+type hashedFile struct {
+	sum  string
+	size int64
+}
+
+func writeHashed(path string, r io.Reader) (hashedFile, error) {
+	h := sha256.New()
+	cr := &countReader{r: r}
+	if err := writeFile(path, cr, h); err != nil {
+		return hashedFile{}, err
+	}
+	return hashedFile{sum: hex.EncodeToString(h.Sum(nil)), size: cr.n}, nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ctxReader fails reads once ctx is done, so a long copy or decompression
+// stops promptly on cancellation.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Add stores an already-built kernel (from a tuned-kernel build): a copy of
+// kernelPath, and of configPath when non-empty, with no modules and
+// Builtin set.
+func (s *Store) Add(ctx context.Context, name, release, kernelPath, configPath string) (*Bundle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("add kernel: %w", err)
+	}
+	if err := checkName(name); err != nil {
+		return nil, fmt.Errorf("add kernel: %w", err)
+	}
+	if err := checkRelease(release); err != nil {
+		return nil, fmt.Errorf("add kernel: %w", err)
+	}
+	b, err := s.add(ctx, name, release, kernelPath, configPath)
+	if err != nil {
+		return nil, fmt.Errorf("add kernel %s: %w", name, err)
+	}
+	return b, nil
+}
+
+func (s *Store) add(ctx context.Context, name, release, kernelPath, configPath string) (*Bundle, error) {
+	kf, err := os.Open(kernelPath)
+	if err != nil {
+		return nil, err
+	}
+	defer kf.Close()
+	if st, err := kf.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() || st.Size() == 0 {
+		return nil, fmt.Errorf("%s is not a kernel image (empty or not a regular file)", kernelPath)
+	}
+	kname := kernelFile
+	var magic [4]byte
+	if _, err := io.ReadFull(kf, magic[:]); err == nil && string(magic[:]) == elf.ELFMAG {
+		kname = vmlinuxFile
+	}
+	if _, err := kf.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+
+	root, tmp, err := s.newTemp()
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Name: name, Release: release, Source: filepath.Base(kernelPath), Kernel: kname, Modules: []Module{}, Builtin: true}
+	k, err := writeHashed(filepath.Join(tmp, kname), ctxReader{ctx, kf})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	b.KernelSHA256, b.KernelSize = k.sum, k.size
+	b.SourceSHA256 = k.sum
+	if configPath != "" {
+		cf, err := os.Open(configPath)
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
+		c, err := writeHashed(filepath.Join(tmp, configFile), ctxReader{ctx, cf})
+		cf.Close()
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
+		b.Config, b.ConfigSHA256 = configFile, c.sum
+	}
+	if err := ctx.Err(); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return s.commit(root, tmp, b)
+}
+
+// checkName accepts names that are safe in messages and on command lines
+// and cannot be mistaken for a digest prefix.
+func checkName(name string) error {
+	if name == "" {
+		return errors.New("empty kernel name")
+	}
+	for i, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' ||
+			i > 0 && (c == '.' || c == '-' || c == '+')
+		if !ok || len(name) > 128 {
+			return fmt.Errorf("kernel name %q: use letters, digits and . _ - + only (not first), at most 128", name)
+		}
+	}
+	if isLowerHex(strings.ToLower(name)) {
+		return fmt.Errorf("kernel name %q looks like a digest: add a letter beyond a-f", name)
+	}
+	return nil
+}
+
+// checkRelease accepts what uname -r can print and a path element can hold.
+func checkRelease(rel string) error {
+	if rel == "" || rel == "." || rel == ".." || len(rel) > 64 {
+		return fmt.Errorf("bad kernel release %q", rel)
+	}
+	for _, c := range rel {
+		if c > 0x7e || c <= ' ' || c == '/' {
+			return fmt.Errorf("bad kernel release %q", rel)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,540 @@
+// Package runner boots one image as a VM and supervises it until the app
+// ends: it prepares a private instance directory (0700) with the control,
+// stdout and stderr sockets, starts QEMU in its own process group (so a
+// terminal's Ctrl-C reaches hull, not QEMU) and tied to hull's life,
+// speaks the control protocol with the guest init, streams the app's
+// output unmixed with console messages, turns stop requests into SIGTERM
+// with a grace period, and returns the app's exit status.
+//
+// Cancelling the context is a graceful stop; closing Options.Kill stops
+// the VM at once. Whatever happens, the instance directory and every
+// goroutine are gone when Run returns.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hullvm/hull/internal/control"
+	"github.com/hullvm/hull/internal/initramfs"
+	"github.com/hullvm/hull/internal/kernel"
+	"github.com/hullvm/hull/internal/manifest"
+	"github.com/hullvm/hull/internal/spec"
+	"github.com/hullvm/hull/internal/vmm/qemu"
+)
+
+// Options describe one run.
+type Options struct {
+	Name      string
+	Image     string // stored (compressed) initramfs
+	Manifest  *manifest.Manifest
+	Kernel    *kernel.Bundle
+	MemoryMiB int64
+	CPUs      int
+	Ports     []spec.Port
+	Env       []string // run-time environment, never written to disk
+	// Args, when ArgsSet, replace the image's program arguments.
+	Args        []string
+	ArgsSet     bool
+	Accel       string // "", "auto", "kvm", "tcg"
+	Verbose     bool
+	StopTimeout time.Duration
+	// Stdout and Stderr receive the app's output; Log receives hull's
+	// own one-line messages.
+	Stdout, Stderr, Log io.Writer
+	// Kill, when closed, stops the VM at once.
+	Kill <-chan struct{}
+	// OnEvent, if set, is told of boot milestones (for benchmarks).
+	OnEvent func(Event)
+	// RuntimeDir is the parent of the instance directory.
+	RuntimeDir string
+	// KeepCompressed boots the stored initramfs as is, making the guest
+	// kernel decompress it; by default the host decompresses it first,
+	// which is faster under emulation.
+	KeepCompressed bool
+}
+
+// Event is a boot milestone, timed from the launch of QEMU.
+type Event struct {
+	Name   string        // "qemu", "init", "modules", "network", "root", "started", "listening", "exit"
+	At     time.Duration // since launch
+	Uptime float64       // guest uptime in seconds, when the guest said
+	Detail string
+}
+
+// Result is how the run ended.
+type Result struct {
+	ExitCode int
+	Signal   int
+	// Killed is set when hull had to kill the VM (grace period over, or
+	// a forced stop).
+	Killed bool
+	Denied []string
+}
+
+// ExitError is a VM that ended without the app's exit status.
+type ExitError struct {
+	Reason  string
+	Console string // last console lines
+}
+
+func (e *ExitError) Error() string { return e.Reason }
+
+// StartError is an app the init could not start (exit code 126 or 127).
+type StartError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
+// maxSockPath is sun_path's capacity on Linux, minus the NUL.
+const maxSockPath = 107
+
+// Run boots the VM and waits for the app to end.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	bin, err := qemu.Binary()
+	if err != nil {
+		return nil, err
+	}
+	accel, why, err := qemu.ChooseAccel(o.Accel)
+	if err != nil {
+		return nil, err
+	}
+	if accel == qemu.AccelTCG && o.Accel != qemu.AccelTCG {
+		fmt.Fprintf(o.Log, "hull: using %s; boots are slower than with KVM\n", why)
+	}
+	if err := checkHostPorts(o.Ports); err != nil {
+		return nil, err
+	}
+	if err := o.Kernel.Verify(); err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", o.Kernel.Name, err)
+	}
+	if err := os.MkdirAll(o.RuntimeDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating runtime dir: %w", err)
+	}
+	dir, err := os.MkdirTemp(o.RuntimeDir, "i-")
+	if err != nil {
+		return nil, fmt.Errorf("creating instance dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if len(filepath.Join(dir, "ctl.sock")) > maxSockPath {
+		return nil, fmt.Errorf("runtime dir %s is too deep for unix sockets (%d characters max): set XDG_RUNTIME_DIR to a shorter path", o.RuntimeDir, maxSockPath)
+	}
+
+	tscCh := make(chan int64, 1)
+	go func() { tscCh <- qemu.TSCkHz() }()
+	initrd := o.Image
+	if !o.KeepCompressed {
+		initrd = filepath.Join(dir, "initrd")
+		if err := decompressTo(o.Image, initrd); err != nil {
+			return nil, err
+		}
+	}
+	socks := map[string]*net.UnixListener{}
+	for _, name := range []string{"ctl", "out", "err"} {
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, name+".sock"), Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("creating %s socket: %w", name, err)
+		}
+		defer l.Close()
+		socks[name] = l
+	}
+
+	cmdline := []string{"console=ttyS0", "panic=-1", "reboot=t"}
+	if o.Verbose {
+		cmdline = append(cmdline, "hull.verbose=1")
+	} else {
+		cmdline = append(cmdline, "quiet", "loglevel=1")
+	}
+	if khz := <-tscCh; khz > 0 && accel == qemu.AccelTCG {
+		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
+	}
+	cfg := qemu.Config{
+		Binary: bin, Accel: accel, Name: o.Name,
+		Kernel: o.Kernel.KernelPath(), Initrd: initrd, Cmdline: strings.Join(cmdline, " "),
+		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
+		ControlSock: socks["ctl"].Addr().String(), StdoutSock: socks["out"].Addr().String(), StderrSock: socks["err"].Addr().String(),
+		Net: qemu.NetUser, GuestIP: manifest.GuestIP,
+	}
+	for _, p := range o.Ports {
+		cfg.Forwards = append(cfg.Forwards, qemu.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestPort: p.GuestPort})
+	}
+	args := qemu.Args(cfg)
+	if o.Verbose {
+		fmt.Fprintf(o.Log, "hull: %s\n", qemu.Quote(append([]string{bin}, args...)))
+	}
+	r := &run{o: o, dir: dir, launched: time.Now()}
+	return r.boot(ctx, bin, args, socks)
+}
+
+func decompressTo(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("opening image: %w", err)
+	}
+	defer in.Close()
+	rc, _, err := initramfs.Decompress(in)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", src, err)
+	}
+	defer rc.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, rc); err != nil {
+		out.Close()
+		return fmt.Errorf("decompressing image: %w", err)
+	}
+	return out.Close()
+}
+
+// checkHostPorts fails early, naming the port, when a forward's host
+// side is taken, instead of letting QEMU fail with a cryptic message.
+func checkHostPorts(ports []spec.Port) error {
+	for _, p := range ports {
+		addr := net.JoinHostPort(p.HostIP, fmt.Sprint(p.HostPort))
+		if p.Proto == "udp" {
+			c, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return fmt.Errorf("-p %s: host port %s/udp is not available: %w", p, addr, unwrapSyscall(err))
+			}
+			c.Close()
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("-p %s: host port %s/tcp is not available: %w", p, addr, unwrapSyscall(err))
+		}
+		l.Close()
+	}
+	return nil
+}
+
+func unwrapSyscall(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
+type run struct {
+	o        Options
+	dir      string
+	launched time.Time
+	console  *tail
+	result   Result
+	gotExit  bool
+	startErr *StartError
+	warned   map[string]bool
+}
+
+func (r *run) event(name string, uptime float64, detail string) {
+	if r.o.OnEvent != nil {
+		r.o.OnEvent(Event{Name: name, At: time.Since(r.launched), Uptime: uptime, Detail: detail})
+	}
+}
+
+func (r *run) boot(ctx context.Context, bin string, args []string, socks map[string]*net.UnixListener) (*Result, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // a terminal's Ctrl-C is hull's to handle
+		Pdeathsig: syscall.SIGKILL, // no orphaned VM if hull dies
+	}
+	conOut, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var qemuErr strings.Builder
+	var qemuErrMu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		qemuErrMu.Lock()
+		defer qemuErrMu.Unlock()
+		if qemuErr.Len() < 64<<10 {
+			qemuErr.Write(p)
+		}
+		return len(p), nil
+	})
+	r.launched = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting qemu: %w", err)
+	}
+	r.event("qemu", 0, "")
+	exited := make(chan error, 1)
+	var wg sync.WaitGroup
+	r.console = newTail(64 << 10)
+	logFile, _ := os.OpenFile(filepath.Join(r.dir, "console.log"), os.O_WRONLY|os.O_CREATE, 0o600)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var w io.Writer = r.console
+		if logFile != nil {
+			w = io.MultiWriter(w, logFile)
+		}
+		if r.o.Verbose {
+			w = io.MultiWriter(w, r.o.Log)
+		}
+		io.Copy(w, conOut)
+	}()
+	go func() {
+		wg.Wait() // console drained: cmd.Wait may close the pipe now
+		exited <- cmd.Wait()
+	}()
+
+	// QEMU connects to the three sockets while starting; accept them
+	// concurrently so a QEMU that dies early is noticed.
+	conns := map[string]net.Conn{}
+	accepted := make(chan error, 1)
+	go func() {
+		for _, name := range []string{"ctl", "out", "err"} {
+			socks[name].SetDeadline(time.Now().Add(30 * time.Second))
+			c, err := socks[name].Accept()
+			if err != nil {
+				accepted <- fmt.Errorf("qemu did not connect the %s port: %w", name, err)
+				return
+			}
+			conns[name] = c
+		}
+		accepted <- nil
+	}()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			cmd.Process.Kill()
+			<-exited
+			return nil, err
+		}
+	case err := <-exited:
+		qemuErrMu.Lock()
+		msg := strings.TrimSpace(qemuErr.String())
+		qemuErrMu.Unlock()
+		return nil, fmt.Errorf("qemu failed to start (%v): %s", err, firstLine(msg))
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+
+	var outWG sync.WaitGroup
+	outWG.Add(2)
+	go func() { defer outWG.Done(); io.Copy(r.o.Stdout, conns["out"]) }()
+	go func() { defer outWG.Done(); io.Copy(r.o.Stderr, conns["err"]) }()
+
+	ctl := control.NewConn(conns["ctl"])
+	msgs := make(chan control.Msg, 64)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := ctl.Recv()
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+
+	var graceTimer <-chan time.Time
+	stopping := false
+	done := ctx.Done()
+	var qemuExit error
+loop:
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			r.handle(ctl, m)
+		case <-done:
+			done = nil
+			stopping = true
+			fmt.Fprintf(r.o.Log, "hull: stopping %s (SIGTERM to the app, %v grace; Ctrl-C again to kill)\n", r.o.Name, r.o.StopTimeout)
+			ctl.Send(control.Msg{Type: control.TypeStop, Signal: int(syscall.SIGTERM)})
+			graceTimer = time.After(r.o.StopTimeout)
+		case <-graceTimer:
+			fmt.Fprintf(r.o.Log, "hull: the app did not exit within %v; killing the VM\n", r.o.StopTimeout)
+			r.result.Killed = true
+			cmd.Process.Kill()
+			graceTimer = nil
+		case <-r.o.Kill:
+			r.o.Kill = nil
+			fmt.Fprintf(r.o.Log, "hull: killing the VM\n")
+			r.result.Killed = true
+			cmd.Process.Kill()
+		case qemuExit = <-exited:
+			break loop
+		}
+	}
+	// Drain what the guest said before it powered off.
+	if msgs != nil {
+		drain := time.After(2 * time.Second)
+	drainLoop:
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break drainLoop
+				}
+				r.handle(ctl, m)
+			case <-drain:
+				break drainLoop
+			}
+		}
+	}
+	waitTimeout(&outWG, 2*time.Second)
+	if logFile != nil {
+		logFile.Close()
+	}
+	switch {
+	case r.gotExit:
+		r.event("exit", 0, fmt.Sprint(r.result.ExitCode))
+		return &r.result, nil
+	case r.startErr != nil:
+		return nil, r.startErr
+	case r.result.Killed:
+		r.result.ExitCode = 137
+		return &r.result, nil
+	}
+	_ = stopping
+	qemuErrMu.Lock()
+	msg := strings.TrimSpace(qemuErr.String())
+	qemuErrMu.Unlock()
+	reason := "the VM stopped before the app reported an exit status"
+	if msg != "" {
+		reason += ": qemu: " + firstLine(msg)
+	} else if qemuExit != nil {
+		reason += fmt.Sprintf(" (qemu: %v)", qemuExit)
+	}
+	return nil, &ExitError{Reason: reason, Console: r.console.String()}
+}
+
+func (r *run) handle(ctl *control.Conn, m control.Msg) {
+	switch m.Type {
+	case control.TypeHello:
+		r.event("init", m.Uptime, "")
+		ports := make([]int, 0, len(r.o.Ports))
+		for _, p := range r.o.Ports {
+			ports = append(ports, p.GuestPort)
+		}
+		ctl.Send(control.Msg{Type: control.TypeConfig, Env: r.o.Env, Args: r.o.Args, ArgsSet: r.o.ArgsSet, Ports: ports})
+	case control.TypeStage:
+		r.event(m.Stage, m.Uptime, "")
+	case control.TypeStarted:
+		r.event("started", m.Uptime, fmt.Sprint(m.PID))
+	case control.TypeListen:
+		r.onListen(m)
+	case control.TypeDenied:
+		r.result.Denied = append(r.result.Denied, m.Text)
+		fmt.Fprintf(r.o.Log, "hull: blocked: %s\n", m.Text)
+	case control.TypeWarn:
+		fmt.Fprintf(r.o.Log, "hull: warning: %s\n", m.Text)
+	case control.TypeLog:
+		if r.o.Verbose {
+			fmt.Fprintf(r.o.Log, "hull-init: %s\n", m.Text)
+		}
+	case control.TypeError:
+		r.startErr = &StartError{Code: m.Code, Msg: m.Text}
+	case control.TypeExit:
+		r.gotExit = true
+		r.result.ExitCode, r.result.Signal = m.Code, m.Signal
+	}
+}
+
+// onListen turns the guest's listening sockets into a ready event, and
+// explains the classic trap: a server bound to the guest's loopback
+// cannot be reached through a forward, which arrives on the guest's
+// network address.
+func (r *run) onListen(m control.Msg) {
+	for _, p := range r.o.Ports {
+		if p.GuestPort != m.Port || p.Proto != m.Proto {
+			continue
+		}
+		ip := net.ParseIP(m.Addr)
+		if ip != nil && ip.IsLoopback() {
+			key := fmt.Sprintf("%s/%d", m.Proto, m.Port)
+			if r.warned == nil {
+				r.warned = map[string]bool{}
+			}
+			if !r.warned[key] {
+				r.warned[key] = true
+				fmt.Fprintf(r.o.Log, "hull: warning: the app listens on %s:%d/%s inside the VM, which only the VM itself can reach; "+
+					"-p %s forwards to %s:%d, so make the app listen on 0.0.0.0:%d\n",
+					m.Addr, m.Port, m.Proto, p, manifest.GuestIP, m.Port, m.Port)
+			}
+			continue
+		}
+		r.event("listening", 0, fmt.Sprintf("%s %s:%d", m.Proto, m.Addr, m.Port))
+	}
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	select {
+	case <-c:
+	case <-time.After(d):
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// tail keeps the last n bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	n   int
+	buf []byte
+}
+
+func newTail(n int) *tail { return &tail{n: n} }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.n {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-t.n:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
