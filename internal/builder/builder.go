@@ -118,7 +118,7 @@ func Plan(o Options) (*PlanResult, error) {
 	}
 	reloc := newRelocation(c)
 	for _, f := range c.Files {
-		e := image.Entry{Path: reloc.guest(f.Path), Reason: f.Reason, Origin: image.Closure}
+		e := image.Entry{Path: reloc.guest(f.Path), Reason: reloc.reason(f.Reason), Origin: image.Closure}
 		if f.Kind == elfdeps.KindLink {
 			e.Type, e.Link = image.Symlink, reloc.link(f.Link)
 		} else {
@@ -173,7 +173,7 @@ var systemDirs = []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib6
 
 func inSystemDir(p string) bool {
 	for _, d := range systemDirs {
-		if strings.HasPrefix(p, d) {
+		if strings.HasPrefix(p, d) || p == strings.TrimSuffix(d, "/") {
 			return true
 		}
 	}
@@ -222,6 +222,18 @@ func (r relocation) guest(p string) string {
 		return path.Join(AppDir, rest)
 	}
 	return p
+}
+
+// reason rewrites host paths of the moved tree inside a reason text, so
+// the manifest (and the image digest) does not depend on the build dir.
+func (r relocation) reason(s string) string {
+	if r.from == "" {
+		return s
+	}
+	if r.from == "/" {
+		return s
+	}
+	return strings.ReplaceAll(s, r.from+"/", AppDir+"/")
 }
 
 // link rewrites absolute symlink targets that point into the moved tree.

@@ -230,7 +230,7 @@ func scanImage(blob string) ([]surface.File, error) {
 			head := make([]byte, 4)
 			n, _ := io.ReadFull(r, head)
 			if n == 4 && bytes.Equal(head, []byte("\x7fELF")) {
-				rest, err := io.ReadAll(io.LimitReader(r, 8<<20))
+				rest, err := io.ReadAll(r)
 				if err != nil {
 					return nil, fmt.Errorf("reading image: %w", err)
 				}

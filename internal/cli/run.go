@@ -55,6 +55,12 @@ killing the VM; a second Ctrl-C kills at once.`,
 			if err != nil {
 				return err
 			}
+			// Flags are checked before the target, so a typo is named
+			// even when the image does not exist.
+			o, err := f.overlay()
+			if err != nil {
+				return err
+			}
 			images, kernels, err := stores()
 			if err != nil {
 				return err
@@ -73,10 +79,6 @@ killing the VM; a second Ctrl-C kills at once.`,
 			k, err := kernels.Get(m.Kernel.Digest)
 			if err != nil {
 				return fmt.Errorf("image %s was built for kernel %s (%s), which is not in the kernel store: %w", ref.Name, m.Kernel.Name, short(m.Kernel.Digest), err)
-			}
-			o, err := f.overlay()
-			if err != nil {
-				return err
 			}
 			ports := o.Ports
 			if len(ports) == 0 {

@@ -97,9 +97,11 @@ func (t *Tree) Add(e Entry) error {
 	if e.Type != Symlink {
 		// Everything is owned by root and read by the unprivileged app
 		// user: readable by all, writable by none but root, and nothing
-		// that raises privileges (no setuid, setgid or sticky bits).
+		// that raises privileges (no setuid, setgid or sticky bits). The
+		// owner is root, so an execute bit only for the owner would leave
+		// a program the app user cannot run: any x bit becomes x for all.
 		e.Perm = e.Perm&0o755 | 0o444
-		if e.Type == Dir {
+		if e.Type == Dir || e.Perm&0o111 != 0 {
 			e.Perm |= 0o111
 		}
 	}

@@ -169,12 +169,14 @@ func (r *Reader) skip(n int64) error {
 // Next advances to the next entry; io.EOF after the trailer.
 func (r *Reader) Next() (Entry, error) {
 	if err := r.skip(r.left + r.pad); err != nil {
-		return Entry{}, fmt.Errorf("cpio: truncated: %w", err)
+		return Entry{}, fmt.Errorf("cpio: truncated: %w", noEOF(err))
 	}
 	r.left, r.pad = 0, 0
 	var hdr [hdrLen]byte
 	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
-		return Entry{}, fmt.Errorf("cpio: reading header at %d: %w", r.n, err)
+		// Only the trailer ends an archive: running out of bytes before
+		// it is truncation, not the io.EOF callers stop on.
+		return Entry{}, fmt.Errorf("cpio: reading header at %d: %w", r.n, noEOF(err))
 	}
 	r.n += hdrLen
 	if string(hdr[:6]) != magic {
@@ -197,11 +199,11 @@ func (r *Reader) Next() (Entry, error) {
 	}
 	name := make([]byte, nameLen)
 	if _, err := io.ReadFull(r.r, name); err != nil {
-		return Entry{}, fmt.Errorf("cpio: reading name: %w", err)
+		return Entry{}, fmt.Errorf("cpio: reading name: %w", noEOF(err))
 	}
 	r.n += nameLen
 	if err := r.skip(padTo4(r.n)); err != nil {
-		return Entry{}, fmt.Errorf("cpio: truncated: %w", err)
+		return Entry{}, fmt.Errorf("cpio: truncated: %w", noEOF(err))
 	}
 	e := Entry{Name: string(name[:nameLen-1]), Mode: uint32(f[1]), Size: int64(f[6])}
 	if e.Name == trailer {
@@ -212,7 +214,7 @@ func (r *Reader) Next() (Entry, error) {
 	if e.IsSymlink() {
 		t := make([]byte, e.Size)
 		if _, err := io.ReadFull(r.r, t); err != nil {
-			return Entry{}, fmt.Errorf("cpio: reading link %s: %w", e.Name, err)
+			return Entry{}, fmt.Errorf("cpio: reading link %s: %w", e.Name, noEOF(err))
 		}
 		r.n += e.Size
 		r.left = 0
@@ -239,3 +241,12 @@ func (r *Reader) Read(p []byte) (int, error) {
 }
 
 func padTo4(n int64) int64 { return (4 - n%4) % 4 }
+
+// noEOF turns io.EOF into io.ErrUnexpectedEOF, so that a wrapped error of
+// a truncated archive never matches errors.Is(err, io.EOF).
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -206,7 +206,7 @@ func (s *Spec) Normalize() {
 		s.Name = NameFromProgram(s.Program)
 	}
 	if s.Hostname == "" {
-		s.Hostname = s.Name
+		s.Hostname = hostnameFromName(s.Name)
 	}
 	if s.Sysroot == "" {
 		s.Sysroot = "/"
@@ -219,6 +219,15 @@ func (s *Spec) Normalize() {
 		s.Capabilities[i] = strings.TrimPrefix(strings.ToUpper(c), "CAP_")
 	}
 	sort.Strings(s.Capabilities)
+}
+
+// hostnameFromName turns an image name into a DNS label.
+func hostnameFromName(name string) string {
+	h := strings.Trim(strings.NewReplacer(".", "-", "_", "-").Replace(name), "-")
+	if h == "" {
+		return "app"
+	}
+	return h
 }
 
 // WantCACerts reports whether the host CA bundle goes into the image.
@@ -323,7 +332,10 @@ func (s *Spec) Validate() error {
 		}
 		hostPorts[key] = i
 	}
-	for i, r := range s.Egress {
+	for i := range s.Egress {
+		// Check canonicalises the rule in place (default and lower-case
+		// proto, CIDR form), so it must run on the element, not a copy.
+		r := &s.Egress[i]
 		if err := r.Check(); err != nil {
 			return fieldErr(fmt.Sprintf("egress[%d]", i), r.String(), "%s", err)
 		}

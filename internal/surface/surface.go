@@ -148,9 +148,7 @@ func elfKind(f File) kind {
 		return kindNone
 	}
 	defer rc.Close()
-	// Headers and the dynamic section of a program sit in its first
-	// megabytes; reading at most 8 MiB bounds the work for huge files.
-	data, err := io.ReadAll(io.LimitReader(rc, 8<<20))
+	data, err := io.ReadAll(rc)
 	if err != nil || !bytes.HasPrefix(data, []byte(elf.ELFMAG)) {
 		return kindNone
 	}
