@@ -1,13 +1,13 @@
 # hull — see README.md. Targets: build, demo, test, bench, kernel, clean.
 GO      ?= go
 BIN     := bin
-GOFLAGS := -trimpath
+BUILDFLAGS := -trimpath -buildvcs=false
 
 .PHONY: build demo test test-unit test-e2e fuzz bench kernel deps lint clean
 
 build:
-	$(GO) build $(GOFLAGS) -o $(BIN)/hull ./cmd/hull
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/hull-init ./cmd/hull-init
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/hull ./cmd/hull
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags='-s -w' -o $(BIN)/hull-init ./cmd/hull-init
 
 deps:
 	./scripts/deps.sh

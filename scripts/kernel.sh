@@ -19,7 +19,9 @@ if [ -z "$DEB" ]; then
 	[ -n "$DEB" ] || { echo "kernel.sh: apt-get download $PKG failed" >&2; exit 1; }
 fi
 REL=${PKG#linux-image-}
-if ! "$HULL" kernel ls 2>/dev/null | grep -q "debian-$REL "; then
+# Import unless a bundle of this release with every module this hull
+# needs (erofs is the newest of them) is already there.
+if ! "$HULL" kernel ls --json 2>/dev/null | tr -d ' \n' | grep -q "\"name\":\"debian-$REL\".*\"name\":\"erofs\""; then
 	"$HULL" kernel import "$DEB" >&2
 fi
 echo "$DEB"

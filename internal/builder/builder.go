@@ -11,6 +11,8 @@ package builder
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -52,35 +54,73 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	codec := o.Codec
 	if codec == "" {
 		codec = initramfs.Zstd
 	}
-	ref, err := o.Store.Put(o.Spec.Name, codec, plan.Manifest, func(w io.Writer) error {
-		return image.Write(&ctxWriter{ctx: ctx, w: w}, image.Parts{
-			Tree: plan.Tree, Init: o.Init, Modules: plan.Modules, Manifest: plan.Manifest, Codec: codec,
-		})
-	})
+	txn, err := o.Store.Begin()
+	if err != nil {
+		return nil, err
+	}
+	defer txn.Abort()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	disk, err := os.Create(txn.AppDiskPath())
+	if err != nil {
+		return nil, err
+	}
+	scratch, err := txn.TempDir()
+	if err != nil {
+		disk.Close()
+		return nil, err
+	}
+	records, err := image.WriteAppDisk(disk, plan.Tree, scratch)
+	if cerr := disk.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("writing image %s: %w", o.Spec.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	plan.Manifest.Files = records
+	digest, size, err := fileDigest(txn.AppDiskPath())
+	if err != nil {
+		return nil, err
+	}
+	plan.Manifest.AppDisk = manifest.AppDisk{FS: "erofs", Size: size, SHA256: digest}
+	sys, err := os.Create(txn.SystemPath())
+	if err != nil {
+		return nil, err
+	}
+	err = image.WriteSystem(sys, image.SystemParts{Init: o.Init, Modules: plan.Modules, Manifest: plan.Manifest, Codec: codec})
+	if cerr := sys.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing image %s: %w", o.Spec.Name, err)
+	}
+	ref, err := txn.Commit(o.Spec.Name, codec, plan.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("storing image %s: %w", o.Spec.Name, err)
 	}
 	return &Result{Ref: ref, Manifest: plan.Manifest, Warnings: plan.Warnings}, nil
 }
 
-// ctxWriter stops a long write when the build is cancelled.
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c *ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+func fileDigest(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
 	}
-	return c.w.Write(p)
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("hashing %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // PlanResult is the image before it is written.
@@ -162,7 +202,9 @@ func Plan(o Options) (*PlanResult, error) {
 			return nil, fmt.Errorf("cwd %s is a %s in the image, not a directory", s.Cwd, e.Type)
 		}
 	}
-	p.Modules = modulesFor(o.Kernel)
+	if p.Modules, err = modulesFor(o.Kernel); err != nil {
+		return nil, err
+	}
 	p.Manifest = newManifest(s, reloc.guest(prog), o.Kernel)
 	return p, nil
 }
@@ -321,12 +363,22 @@ var moduleWhy = map[string]string{
 	"virtio_console": "control, stdout and stderr ports",
 	"virtio_net":     "network interface",
 	"virtio_rng":     "entropy from the host",
-	"virtio_blk":     "block volumes",
+	"virtio_blk":     "the app disk",
+	"erofs":          "the app disk's read-only filesystem",
 }
 
-func modulesFor(b *kernel.Bundle) []image.Module {
+func modulesFor(b *kernel.Bundle) ([]image.Module, error) {
 	if b.Builtin {
-		return nil
+		return nil, nil
+	}
+	have := map[string]bool{}
+	for _, m := range b.Modules {
+		have[m.Name] = true
+	}
+	for _, want := range kernel.DefaultModules {
+		if !have[want] {
+			return nil, fmt.Errorf("kernel bundle %s has no %s module, which this hull needs: import the kernel again (hull kernel import <linux-image-*.deb>, or make kernel)", b.Name, want)
+		}
 	}
 	needers := map[string][]string{}
 	for _, m := range b.Modules {
@@ -344,7 +396,7 @@ func modulesFor(b *kernel.Bundle) []image.Module {
 		}
 		out = append(out, image.Module{Name: m.Name, Src: b.ModulePath(m), Why: why})
 	}
-	return out
+	return out, nil
 }
 
 func newManifest(s *spec.Spec, prog string, k *kernel.Bundle) *manifest.Manifest {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,9 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	erofs "github.com/erofs/go-erofs"
 	"github.com/spf13/cobra"
 
-	"github.com/hullvm/hull/internal/initramfs"
 	"github.com/hullvm/hull/internal/manifest"
 	"github.com/hullvm/hull/internal/surface"
 )
@@ -106,11 +105,11 @@ func newInspectCmd(env Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			files, err := scanImage(images.BlobPath(ref))
+			rep, err := appDiskReport(images.AppDiskPath(ref))
 			if err != nil {
 				return err
 			}
-			sum := summary{Report: surface.Classify(files)}
+			sum := summary{Report: rep}
 			for _, f := range m.System {
 				sum.HullBytes += f.Size
 			}
@@ -193,72 +192,42 @@ func sizeString(f manifest.File) string {
 	return humanBytes(f.Size)
 }
 
-// scanImage reads the app tree out of a stored image for classification,
-// keeping the content only of ELF files (the classifier reads headers).
-func scanImage(blob string) ([]surface.File, error) {
-	fh, err := os.Open(blob)
+// appDiskReport classifies the app tree on an image's app disk: what an
+// attacker inside the app could reach. The init and the modules beside
+// it are listed by the manifest.
+func appDiskReport(disk string) (surface.Report, error) {
+	fh, err := os.Open(disk)
 	if err != nil {
-		return nil, err
+		return surface.Report{}, err
 	}
 	defer fh.Close()
-	rc, _, err := initramfs.Decompress(fh)
+	img, err := erofs.Open(fh)
 	if err != nil {
-		return nil, err
+		return surface.Report{}, fmt.Errorf("reading app disk: %w", err)
 	}
-	defer rc.Close()
-	r := initramfs.NewReader(rc)
 	var out []surface.File
-	for {
-		e, err := r.Next()
-		if err == io.EOF {
-			break
-		}
+	err = fs.WalkDir(img, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return nil, fmt.Errorf("reading image: %w", err)
+			return err
 		}
-		// The app's view is what an attacker inside the app reaches; the
-		// init and modules beside it are listed by the manifest.
-		rel, ok := strings.CutPrefix(e.Name, strings.TrimPrefix(manifest.AppRoot, "/"))
-		if !ok || (rel != "" && !strings.HasPrefix(rel, "/")) {
-			continue
+		info, err := d.Info()
+		if err != nil {
+			return err
 		}
-		if rel == "" {
-			rel = "/"
+		f := surface.File{Path: "/" + p, Mode: info.Mode(), Size: info.Size()}
+		if p == "." {
+			f.Path = "/"
 		}
-		f := surface.File{Path: rel, Mode: cpioMode(e), Size: e.Size}
-		if e.IsRegular() {
-			head := make([]byte, 4)
-			n, _ := io.ReadFull(r, head)
-			if n == 4 && bytes.Equal(head, []byte("\x7fELF")) {
-				rest, err := io.ReadAll(r)
-				if err != nil {
-					return nil, fmt.Errorf("reading image: %w", err)
-				}
-				data := append(head, rest...)
-				f.Open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-			}
+		if info.Mode().IsRegular() {
+			name := p
+			f.Open = func() (io.ReadCloser, error) { return img.Open(name) }
 		}
 		out = append(out, f)
+		return nil
+	})
+	if err != nil {
+		return surface.Report{}, fmt.Errorf("reading app disk: %w", err)
 	}
-	return out, nil
-}
-
-func cpioMode(e initramfs.Entry) fs.FileMode {
-	m := fs.FileMode(e.Perm() & 0o777)
-	if e.Perm()&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if e.Perm()&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	switch {
-	case e.IsDir():
-		m |= fs.ModeDir
-	case e.IsSymlink():
-		m |= fs.ModeSymlink
-	case e.IsRegular():
-	default:
-		m |= fs.ModeDevice
-	}
-	return m
+	// Classify reads ELF headers through img, so it runs while fh is open.
+	return surface.Classify(out), nil
 }

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +33,7 @@ func newRunCmd(env Env) *cobra.Command {
 		verbose     bool
 		specFile    string
 		compressed  bool
+		eventsFile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run IMAGE|PROGRAM [flags] [-- ARGS...]",
@@ -129,8 +132,14 @@ killing the VM; a second Ctrl-C kills at once.`,
 					}
 				}
 			}()
+			onEvent, closeEvents, err := eventWriter(eventsFile)
+			if err != nil {
+				return err
+			}
+			defer closeEvents()
 			res, err := runner.Run(ctx, runner.Options{
-				Name: ref.Name, Image: images.BlobPath(ref), Manifest: m, Kernel: k, Args: progArgs, ArgsSet: argsGiven,
+				OnEvent: onEvent,
+				Name:    ref.Name, Image: images.BlobPath(ref), AppDisk: images.AppDiskPath(ref), Manifest: m, Kernel: k, Args: progArgs, ArgsSet: argsGiven,
 				MemoryMiB: mem >> 20, CPUs: cpus, Ports: ports, Env: envList,
 				Accel: accel, Verbose: verbose, StopTimeout: stopTimeout,
 				Stdout: env.Stdout, Stderr: env.Stderr, Log: env.Stderr, Kill: kill,
@@ -146,6 +155,7 @@ killing the VM; a second Ctrl-C kills at once.`,
 	fl.StringVar(&accel, "accel", "auto", "accelerator: kvm, tcg or auto")
 	fl.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "how long the app has to exit after SIGTERM before the VM is killed")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "show the QEMU command line, kernel and init messages")
+	fl.StringVar(&eventsFile, "events", "", "append boot milestones (JSON lines, times since launch) to this file")
 	fl.BoolVar(&compressed, "boot-compressed", false, "let the guest kernel decompress the initramfs (default: the host does, faster under emulation)")
 	return cmd
 }
@@ -202,6 +212,29 @@ func resolveRunTarget(cmd *cobra.Command, env Env, images *image.Store, target, 
 	}
 	fmt.Fprintf(env.Stderr, "hull: built %s sha256:%s (%s) in %v\n", res.Ref.Name, short(res.Ref.Digest), humanBytes(res.Ref.Size), time.Since(start).Round(time.Millisecond))
 	return res.Ref, nil
+}
+
+// eventWriter returns a callback writing runner events as JSON lines.
+func eventWriter(path string) (func(runner.Event), func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--events: %w", err)
+	}
+	var mu sync.Mutex
+	enc := json.NewEncoder(f)
+	return func(e runner.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		enc.Encode(struct {
+			Name   string  `json:"name"`
+			AtMS   float64 `json:"at_ms"`
+			Uptime float64 `json:"guest_uptime,omitempty"`
+			Detail string  `json:"detail,omitempty"`
+		}{e.Name, float64(e.At.Microseconds()) / 1000, e.Uptime, e.Detail})
+	}, func() { f.Close() }, nil
 }
 
 func runOutcome(env Env, res *runner.Result, err error) error {

@@ -74,6 +74,9 @@ func (c *Conn) Send(m Msg) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s message: %w", m.Type, err)
 	}
+	if len(b) > MaxLine {
+		return fmt.Errorf("%s message of %d bytes exceeds the %d-byte limit", m.Type, len(b), MaxLine)
+	}
 	b = append(b, '\n')
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -198,16 +198,64 @@ func (c *netlinkConn) request(typ uint16, flags uint16, payload []byte) error {
 	}
 }
 
-// prepareRoot builds the app's view: the app tree bind-mounted on itself,
+// appDiskDevice is the first virtio block device: the runner attaches
+// the app disk and nothing else.
+const appDiskDevice = "vda"
+
+// mountAppDisk mounts the read-only EROFS app disk at the app root.
+func mountAppDisk(m *manifest.Manifest) error {
+	dev := "/dev/" + appDiskDevice
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(dev); err == nil {
+			break
+		}
+		if _, err := os.Stat("/sys/block/" + appDiskDevice + "/dev"); err == nil {
+			if err := mknodBlock(appDiskDevice, dev); err != nil {
+				return err
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the app disk (%s) did not appear", dev)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	fstype := m.AppDisk.FS
+	if fstype == "" {
+		fstype = "erofs"
+	}
+	if err := unix.Mount(dev, manifest.AppRoot, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("mounting the app disk (%s on %s): %w", fstype, dev, err)
+	}
+	return nil
+}
+
+func mknodBlock(name, dev string) error {
+	b, err := os.ReadFile("/sys/block/" + name + "/dev")
+	if err != nil {
+		return err
+	}
+	var maj, min uint32
+	if _, err := fmt.Sscanf(string(b), "%d:%d", &maj, &min); err != nil {
+		return fmt.Errorf("%s: bad dev %q", name, b)
+	}
+	if err := unix.Mknod(dev, unix.S_IFBLK|0o600, int(unix.Mkdev(maj, min))); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("creating %s: %w", dev, err)
+	}
+	return nil
+}
+
+// prepareRoot builds the app's view on top of the read-only app disk:
 // proc (other users' processes invisible, so PID 1 is), a tmpfs /dev with
-// only harmless nodes, a capped noexec /tmp, then the tree read-only.
+// only harmless nodes, and a capped noexec /tmp.
 func prepareRoot(m *manifest.Manifest) error {
 	root := manifest.AppRoot
 	steps := []struct {
 		what string
 		do   func() error
 	}{
-		{"bind app root", func() error { return unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, "") }},
+		{"mount the app disk", func() error { return mountAppDisk(m) }},
 		{"mount /proc", func() error {
 			err := unix.Mount("proc", root+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=invisible")
 			if errors.Is(err, unix.EINVAL) {
@@ -219,9 +267,6 @@ func prepareRoot(m *manifest.Manifest) error {
 		{"mount /tmp", func() error {
 			return unix.Mount("tmpfs", root+"/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
 				fmt.Sprintf("mode=1777,size=%d", m.TmpSize))
-		}},
-		{"make app root read-only", func() error {
-			return unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 		}},
 	}
 	for _, s := range steps {

@@ -46,6 +46,7 @@ var ErrNotFound = errors.New("no such image")
 
 const (
 	blobFile     = "initramfs.img"
+	appDiskFile  = "app.erofs"
 	manifestFile = "manifest.json"
 )
 
@@ -53,47 +54,74 @@ func (s *Store) dir(parts ...string) string {
 	return filepath.Join(append([]string{s.Dir}, parts...)...)
 }
 
-// Put writes a new image: write is called with the destination writer;
-// the result is hashed, stored under its digest and named name.
-func (s *Store) Put(name string, codec initramfs.Codec, man *manifest.Manifest, write func(io.Writer) error) (*Ref, error) {
+// Txn is an image being written into the store's tmp/ directory. Commit
+// moves it into place; Abort (safe after Commit) removes what is left.
+type Txn struct {
+	s   *Store
+	dir string
+}
+
+// Begin starts writing a new image.
+func (s *Store) Begin() (*Txn, error) {
 	for _, d := range []string{"blobs", "refs", "tmp"} {
 		if err := os.MkdirAll(s.dir(d), 0o755); err != nil {
 			return nil, fmt.Errorf("creating image store: %w", err)
 		}
 	}
-	tmpDir, err := os.MkdirTemp(s.dir("tmp"), "build-")
+	dir, err := os.MkdirTemp(s.dir("tmp"), "build-")
 	if err != nil {
 		return nil, fmt.Errorf("creating image store temp dir: %w", err)
 	}
-	defer os.RemoveAll(tmpDir)
+	return &Txn{s: s, dir: dir}, nil
+}
 
-	f, err := os.Create(filepath.Join(tmpDir, blobFile))
+// AppDiskPath and SystemPath are where the two image files are written.
+func (t *Txn) AppDiskPath() string { return filepath.Join(t.dir, appDiskFile) }
+
+// SystemPath is where the initramfs is written.
+func (t *Txn) SystemPath() string { return filepath.Join(t.dir, blobFile) }
+
+// TempDir is scratch space that disappears with the transaction.
+func (t *Txn) TempDir() (string, error) { return os.MkdirTemp(t.dir, "scratch-") }
+
+// Abort removes the transaction's files.
+func (t *Txn) Abort() { os.RemoveAll(t.dir) }
+
+// Commit stores the written files under the initramfs digest and names
+// the image. The manifest must be the one written into the initramfs.
+func (t *Txn) Commit(name string, codec initramfs.Codec, man *manifest.Manifest) (*Ref, error) {
+	s := t.s
+	digest, size, err := fileSHA256(t.SystemPath())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hashing image: %w", err)
 	}
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
-	if err := write(cw); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("writing image: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("writing image: %w", err)
+	if st, err := os.Stat(t.AppDiskPath()); err == nil {
+		size += st.Size()
 	}
 	mb, err := man.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(tmpDir, manifestFile), mb, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(t.dir, manifestFile), mb, 0o644); err != nil {
 		return nil, fmt.Errorf("writing manifest copy: %w", err)
 	}
-	digest := hex.EncodeToString(h.Sum(nil))
+	ents, _ := os.ReadDir(t.dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "scratch-") {
+			os.RemoveAll(filepath.Join(t.dir, e.Name()))
+		}
+	}
+	for _, f := range []string{blobFile, appDiskFile} {
+		if fh, err := os.Open(filepath.Join(t.dir, f)); err == nil {
+			err = fh.Sync()
+			fh.Close()
+			if err != nil {
+				return nil, fmt.Errorf("writing image: %w", err)
+			}
+		}
+	}
 	blob := s.dir("blobs", digest)
-	if err := os.Rename(tmpDir, blob); err != nil {
+	if err := os.Rename(t.dir, blob); err != nil {
 		// An identical image is already stored: the content is the same
 		// by construction, so keep the existing one.
 		if _, statErr := os.Stat(filepath.Join(blob, blobFile)); statErr != nil {
@@ -103,7 +131,7 @@ func (s *Store) Put(name string, codec initramfs.Codec, man *manifest.Manifest, 
 	old, _ := s.Get(name)
 	ref := &Ref{
 		Name: name, Digest: digest, Created: time.Now().UTC().Truncate(time.Second),
-		Size: cw.n, Codec: string(codec), Kernel: man.Kernel.Digest, Program: man.Program,
+		Size: size, Codec: string(codec), Kernel: man.Kernel.Digest, Program: man.Program,
 	}
 	if err := s.writeRef(ref); err != nil {
 		return nil, err
@@ -112,6 +140,20 @@ func (s *Store) Put(name string, codec initramfs.Codec, man *manifest.Manifest, 
 		s.dropIfUnused(old.Digest)
 	}
 	return ref, nil
+}
+
+func fileSHA256(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func (s *Store) writeRef(ref *Ref) error {
@@ -245,6 +287,9 @@ func (s *Store) Remove(name string) error {
 // BlobPath is the stored compressed initramfs of an image.
 func (s *Store) BlobPath(r *Ref) string { return s.dir("blobs", r.Digest, blobFile) }
 
+// AppDiskPath is the stored app disk (EROFS) of an image.
+func (s *Store) AppDiskPath(r *Ref) string { return s.dir("blobs", r.Digest, appDiskFile) }
+
 // Manifest reads the manifest stored beside the image.
 func (s *Store) Manifest(r *Ref) (*manifest.Manifest, error) {
 	b, err := os.ReadFile(s.dir("blobs", r.Digest, manifestFile))
@@ -254,31 +299,34 @@ func (s *Store) Manifest(r *Ref) (*manifest.Manifest, error) {
 	return manifest.Unmarshal(b)
 }
 
-// Verify re-hashes the stored blob and compares it with the digest it is
-// stored under, so a tampered image is never booted.
+// Verify re-hashes the stored initramfs against the digest it is stored
+// under and the app disk against the digest its manifest records, so a
+// tampered image is never booted.
 func (s *Store) Verify(r *Ref) error {
-	f, err := os.Open(s.BlobPath(r))
+	got, _, err := fileSHA256(s.BlobPath(r))
 	if err != nil {
 		return fmt.Errorf("image %s: %w", r.Name, err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("image %s: %w", r.Name, err)
+	if got != r.Digest {
+		return fmt.Errorf("image %s: stored initramfs has digest %s, want %s: the store was modified; rebuild the image", r.Name, got[:12], r.Digest[:12])
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != r.Digest {
-		return fmt.Errorf("image %s: stored blob has digest %s, want %s: the store was modified; rebuild the image", r.Name, got[:12], r.Digest[:12])
+	m, err := s.Manifest(r)
+	if err != nil {
+		return err
+	}
+	got, _, err = fileSHA256(s.AppDiskPath(r))
+	if err != nil {
+		return fmt.Errorf("image %s: app disk: %w", r.Name, err)
+	}
+	if got != m.AppDisk.SHA256 {
+		return fmt.Errorf("image %s: stored app disk has digest %s, want %s: the store was modified; rebuild the image", r.Name, got[:12], short12(m.AppDisk.SHA256))
 	}
 	return nil
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+func short12(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
 }

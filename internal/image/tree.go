@@ -10,6 +10,7 @@
 package image
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -145,7 +146,13 @@ func sameContent(a, b *Entry) bool {
 	case Symlink:
 		return a.Link == b.Link
 	case File:
-		return a.Src != "" && a.Src == b.Src && a.Perm == b.Perm
+		if a.Perm != b.Perm {
+			return false
+		}
+		if a.Src != "" || b.Src != "" {
+			return a.Src == b.Src
+		}
+		return bytes.Equal(a.Data, b.Data)
 	}
 	return true
 }

@@ -11,9 +11,22 @@ import (
 	"path"
 	"strings"
 
+	erofs "github.com/erofs/go-erofs"
+
 	"github.com/hullvm/hull/internal/initramfs"
 	"github.com/hullvm/hull/internal/manifest"
 )
+
+// An image is two files:
+//
+//   - the app disk: the app tree as an EROFS filesystem, attached to the
+//     VM as a read-only virtio block device and mounted as the app's root.
+//     Its pages are read on demand and can be evicted, so the guest needs
+//     RAM for what the app touches, not for the whole tree, and the root is
+//     read-only by construction.
+//   - the initramfs: /init, the kernel modules it loads, and the manifest,
+//     which records the app disk's digest. The image digest is the
+//     initramfs digest, so it covers the app disk too.
 
 // Module is a kernel module to place in the image, in load order.
 type Module struct {
@@ -22,45 +35,88 @@ type Module struct {
 	Why  string // e.g. "virtio devices on the microvm bus"
 }
 
-// Parts is everything an image holds besides the kernel.
-type Parts struct {
-	Tree     *Tree
+// WriteAppDisk writes the tree as an EROFS image to out (a new file) and
+// returns the file records with sizes and digests, in path order. All
+// entries belong to root with time zero, so the bytes depend only on the
+// tree's content.
+func WriteAppDisk(out *os.File, t *Tree, tmpDir string) ([]manifest.File, error) {
+	w := erofs.Create(out, erofs.WithBuildTime(0, 0), erofs.WithTempDir(tmpDir))
+	records := t.records()
+	h := sha256.New()
+	for i, e := range t.Entries() {
+		var err error
+		switch e.Type {
+		case Dir:
+			err = w.Mkdir(e.Path, filePerm(e.Perm))
+		case Symlink:
+			err = w.Symlink(e.Link, e.Path)
+		case File:
+			var size int64
+			size, err = writeErofsFile(w, e, h)
+			records[i].Size = size
+			records[i].SHA256 = hex.EncodeToString(h.Sum(nil))
+			if err == nil {
+				err = w.Chmod(e.Path, filePerm(e.Perm))
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("writing %s to the app disk: %w", e.Path, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("writing the app disk: %w", err)
+	}
+	return records, nil
+}
+
+func filePerm(p uint32) os.FileMode { return os.FileMode(p & 0o777) }
+
+func writeErofsFile(w *erofs.Writer, e *Entry, h hash.Hash) (int64, error) {
+	h.Reset()
+	f, err := w.Create(e.Path)
+	if err != nil {
+		return 0, err
+	}
+	var src io.Reader
+	if e.Src == "" {
+		src = bytes.NewReader(e.Data)
+	} else {
+		in, err := os.Open(e.Src)
+		if err != nil {
+			f.Close()
+			return 0, err
+		}
+		defer in.Close()
+		src = in
+	}
+	n, err := io.Copy(io.MultiWriter(f, h), src)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// SystemParts is what the initramfs holds.
+type SystemParts struct {
 	Init     string // host path of the static hull-init binary
 	Modules  []Module
-	Manifest *manifest.Manifest // Files and Modules are filled in by Write
+	Manifest *manifest.Manifest // Modules and System are filled in here
 	Codec    initramfs.Codec
 }
 
-// Write streams the compressed initramfs to w: the app tree under
-// manifest.AppRoot, the modules, the manifest and /init. It fills
-// p.Manifest.Files (with sizes and digests) and p.Manifest.Modules.
-func Write(w io.Writer, p Parts) error {
+// WriteSystem streams the compressed initramfs to w: the modules, the
+// manifest and /init.
+func WriteSystem(w io.Writer, p SystemParts) error {
 	cw, err := initramfs.Compress(w, p.Codec)
 	if err != nil {
 		return err
 	}
 	a := initramfs.NewWriter(cw)
-	records := p.Tree.records()
 	h := sha256.New()
-	for i, e := range p.Tree.Entries() {
-		name := path.Join(manifest.AppRoot, e.Path)
-		switch e.Type {
-		case Dir:
-			err = a.Dir(name, e.Perm)
-		case Symlink:
-			err = a.Symlink(name, e.Link)
-		case File:
-			var size int64
-			size, err = writeFile(a, name, e, h)
-			records[i].Size = size
-			records[i].SHA256 = hex.EncodeToString(h.Sum(nil))
+	for _, d := range []string{manifest.AppRoot, "hull"} {
+		if err := a.Dir(strings.TrimPrefix(d, "/"), 0o700); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", e.Path, err)
-		}
-	}
-	if err := a.Dir("hull", 0o700); err != nil {
-		return err
 	}
 	if len(p.Modules) > 0 {
 		if err := a.Dir(strings.TrimPrefix(manifest.ModulesDir, "/"), 0o700); err != nil {
@@ -89,7 +145,6 @@ func Write(w io.Writer, p Parts) error {
 		Path: manifest.InitPath, Type: "file", Mode: 0o700, Size: initSize, SHA256: initSum,
 		Reason: "hull-init: PID 1, locks the app down and supervises it",
 	})
-	p.Manifest.Files = records
 	mb, err := p.Manifest.Marshal()
 	if err != nil {
 		return err
@@ -121,7 +176,8 @@ func fileDigest(name string, h hash.Hash) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// writeFile copies one entry's content, hashing it into h (reset first).
+// writeFile copies one entry's content into the archive, hashing it into
+// h (reset first).
 func writeFile(a *initramfs.Writer, name string, e *Entry, h hash.Hash) (int64, error) {
 	h.Reset()
 	if e.Src == "" {

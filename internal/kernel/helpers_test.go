@@ -82,11 +82,13 @@ var virtioMods = []fakeMod{
 	{path: "kernel/drivers/virtio/virtio.ko", name: "virtio", deps: "virtio_ring"},
 	{path: "kernel/drivers/virtio/virtio_mmio.ko", name: "virtio_mmio", deps: "virtio,virtio_ring"},
 	{path: "kernel/drivers/virtio/virtio_ring.ko", name: "virtio_ring"},
+	{path: "kernel/fs/erofs/erofs.ko", name: "erofs", deps: "libcrc32c"},
 	{path: "kernel/fs/fuse/virtiofs.ko", name: "virtiofs", deps: "virtio,virtio_ring,fuse"},
+	{path: "kernel/lib/libcrc32c.ko", name: "libcrc32c"},
 	{path: "kernel/net/core/failover.ko", name: "failover"},
 }
 
-var wantOrder = []string{"failover", "net_failover", "virtio_ring", "virtio", "virtio_blk", "virtio_console", "virtio_mmio", "virtio_net", "virtio_rng"}
+var wantOrder = []string{"failover", "libcrc32c", "erofs", "net_failover", "virtio_ring", "virtio", "virtio_blk", "virtio_console", "virtio_mmio", "virtio_net", "virtio_rng"}
 
 type tarFile struct {
 	name string

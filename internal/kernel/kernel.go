@@ -43,8 +43,9 @@ import (
 )
 
 // DefaultModules are the modules hull's init needs from a modular kernel:
-// virtio over MMIO, console/serial ports, net, rng, blk.
-var DefaultModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng", "virtio_blk"}
+// virtio over MMIO, console/serial ports, net, rng, blk, and erofs for
+// the read-only app disk.
+var DefaultModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng", "virtio_blk", "erofs"}
 
 // File names inside a bundle directory.
 const (

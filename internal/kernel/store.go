@@ -170,12 +170,13 @@ func (s *Store) Get(ref string) (*Bundle, error) {
 		}
 		return nil, fmt.Errorf("%w: the default kernel %s is gone from %s: set another default or re-import it", ErrNotFound, short(def), s.Dir)
 	}
-	return resolve(bundles, broken, ref, s.Dir)
+	def, _ := s.Default()
+	return resolve(bundles, broken, ref, s.Dir, def)
 }
 
 // resolve matches ref against loaded bundles (and the digests of broken
 // ones, so a broken bundle asked for by digest reports why it is broken).
-func resolve(bundles []*Bundle, broken map[string]error, ref, dir string) (*Bundle, error) {
+func resolve(bundles []*Bundle, broken map[string]error, ref, dir, def string) (*Bundle, error) {
 	lref := strings.ToLower(ref)
 	if isDigest(lref) {
 		if err, ok := broken[lref]; ok {
@@ -192,6 +193,15 @@ func resolve(bundles []*Bundle, broken map[string]error, ref, dir string) (*Bund
 	for _, b := range bundles {
 		if b.Name == ref {
 			named = append(named, b)
+		}
+	}
+	if len(named) > 1 {
+		// A re-import of the same kernel (e.g. with more modules) keeps
+		// the name; the default one of them is what the name means.
+		for _, b := range named {
+			if b.Digest == def {
+				return b, nil
+			}
 		}
 	}
 	switch {
@@ -433,10 +443,17 @@ func (s *Store) commit(root, tmp string, b *Bundle) (*Bundle, error) {
 }
 
 // ensureDefault points the default at digest when there is no usable
-// default yet.
+// default yet, or when the default is an older import of the same kernel
+// (same name), which the new import supersedes.
 func (s *Store) ensureDefault(root, digest string) error {
 	cur, err := s.Default()
-	if err == nil && cur != "" && dirExists(filepath.Join(root, cur)) {
+	if err == nil && cur != "" && cur != digest && dirExists(filepath.Join(root, cur)) {
+		curB, cerr := loadBundle(filepath.Join(root, cur), cur)
+		newB, nerr := loadBundle(filepath.Join(root, digest), digest)
+		if cerr != nil || nerr != nil || curB.Name != newB.Name {
+			return nil
+		}
+	} else if err == nil && cur == digest {
 		return nil
 	}
 	if err := writeFileAtomic(filepath.Join(root, defaultFile), []byte(digest+"\n")); err != nil {

@@ -62,8 +62,7 @@ const (
 type Manifest struct {
 	Version int    `json:"version"`
 	Name    string `json:"name"`
-	// Program is the guest path of the program; Argv0 is what the program
-	// sees as argv[0] (the path the user gave, kept for symlinked tools).
+	// Program is the guest path of the program (also its argv[0]).
 	Program  string   `json:"program"`
 	Args     []string `json:"args"`
 	Env      []string `json:"env"`
@@ -80,10 +79,19 @@ type Manifest struct {
 	Modules []string `json:"modules"` // initramfs paths in load order
 	Network Network  `json:"network"`
 	Runtime Runtime  `json:"runtime"`
-	Files   []File   `json:"files"`
+	// AppDisk is the read-only EROFS disk holding the app tree.
+	AppDisk AppDisk `json:"app_disk"`
+	Files   []File  `json:"files"`
 	// System lists what the image holds outside the app's view: the init
 	// and the kernel modules it loads.
 	System []File `json:"system"`
+}
+
+// AppDisk identifies the app disk the init mounts as the app's root.
+type AppDisk struct {
+	FS     string `json:"fs"` // "erofs"
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // User is the identity the app runs as.

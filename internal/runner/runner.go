@@ -37,6 +37,7 @@ import (
 type Options struct {
 	Name      string
 	Image     string // stored (compressed) initramfs
+	AppDisk   string // stored app disk (EROFS), attached read-only
 	Manifest  *manifest.Manifest
 	Kernel    *kernel.Bundle
 	MemoryMiB int64
@@ -177,7 +178,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		Kernel: o.Kernel.KernelPath(), Initrd: initrd, Cmdline: strings.Join(cmdline, " "),
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
 		ControlSock: socks["ctl"].Addr().String(), StdoutSock: socks["out"].Addr().String(), StderrSock: socks["err"].Addr().String(),
-		Net: qemu.NetUser, GuestIP: manifest.GuestIP,
+		Net: qemu.NetUser, GuestIP: manifest.GuestIP, AppDisk: o.AppDisk,
 	}
 	for _, p := range o.Ports {
 		cfg.Forwards = append(cfg.Forwards, qemu.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestPort: p.GuestPort})

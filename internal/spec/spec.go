@@ -407,15 +407,16 @@ func (m *Mount) UnmarshalYAML(n *yaml.Node) error {
 	return decodeStrictMapping(n, "file mapping", map[string]any{"host": &m.Host, "guest": &m.Guest})
 }
 
-// ParseMount parses "host:guest"; a lone path maps to the same guest path.
+// ParseMount parses "host:guest". A lone absolute path maps to the same
+// guest path; a lone relative path is refused, because its guest path
+// would depend on the directory hull runs in.
 func ParseMount(s string) (Mount, error) {
 	host, guest, ok := strings.Cut(s, ":")
 	if !ok {
-		abs, err := filepath.Abs(s)
-		if err != nil {
-			return Mount{}, err
+		if !filepath.IsAbs(s) {
+			return Mount{}, fmt.Errorf("%q: say where it goes in the guest: HOST:GUEST, e.g. %s:/etc/%s", s, s, filepath.Base(s))
 		}
-		return Mount{Host: s, Guest: abs}, nil
+		return Mount{Host: s, Guest: filepath.Clean(s)}, nil
 	}
 	if host == "" || guest == "" {
 		return Mount{}, fmt.Errorf("%q: want HOST:GUEST", s)

@@ -589,6 +589,16 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 
+	// A name that is not a DNS label still gives a valid hostname.
+	py := &spec.Spec{Program: "/usr/bin/python3.11"}
+	py.Normalize()
+	if py.Name != "python3.11" || py.Hostname != "python3-11" {
+		t.Errorf("Normalize(python3.11) name/hostname = %q/%q, want python3.11/python3-11", py.Name, py.Hostname)
+	}
+	if err := py.Validate(); err != nil {
+		t.Errorf("Validate after Normalize(python3.11) = %v, want nil", err)
+	}
+
 	// Explicit values survive.
 	off := false
 	k := &spec.Spec{Name: "n", Program: "/p", Hostname: "h", Memory: 1 << 30, CPUs: 4, TmpSize: 8 << 20, Cwd: "/srv", Sysroot: "/r", CACerts: &off}

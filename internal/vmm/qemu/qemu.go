@@ -68,6 +68,8 @@ type Config struct {
 	Forwards    []Forward
 	NetSock     string // for NetStream
 	MAC         string
+	// AppDisk is attached read-only as the first virtio block device.
+	AppDisk string
 }
 
 // Args returns the argv (without the binary) for cfg.
@@ -92,15 +94,21 @@ func Args(cfg Config) []string {
 		"-chardev", "stdio,id=con,signal=off",
 		"-serial", "chardev:con",
 		"-device", "virtio-serial-device,max_ports=4",
-		"-chardev", "socket,id=ctl,path="+cfg.ControlSock,
+		"-chardev", "socket,id=ctl,path="+escapeOpt(cfg.ControlSock),
 		"-device", "virtserialport,chardev=ctl,name=hull.ctl",
-		"-chardev", "socket,id=out,path="+cfg.StdoutSock,
+		"-chardev", "socket,id=out,path="+escapeOpt(cfg.StdoutSock),
 		"-device", "virtserialport,chardev=out,name=hull.stdout",
-		"-chardev", "socket,id=err,path="+cfg.StderrSock,
+		"-chardev", "socket,id=err,path="+escapeOpt(cfg.StderrSock),
 		"-device", "virtserialport,chardev=err,name=hull.stderr",
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-device,rng=rng0",
 	)
+	if cfg.AppDisk != "" {
+		// read-only: the guest can never change the stored image.
+		a = append(a,
+			"-drive", "file="+escapeOpt(cfg.AppDisk)+",if=none,id=app,format=raw,readonly=on",
+			"-device", "virtio-blk-device,drive=app")
+	}
 	mac := cfg.MAC
 	if mac == "" {
 		mac = "52:54:00:12:34:56"
@@ -114,11 +122,14 @@ func Args(cfg Config) []string {
 		a = append(a, "-netdev", nd, "-device", "virtio-net-device,netdev=n0,mac="+mac)
 	case NetStream:
 		a = append(a,
-			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+cfg.NetSock,
+			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+escapeOpt(cfg.NetSock),
 			"-device", "virtio-net-device,netdev=n0,mac="+mac)
 	}
 	return a
 }
+
+// escapeOpt doubles commas, QEMU's escape inside option values.
+func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Quote renders argv for a POSIX shell.
 func Quote(argv []string) string {
