@@ -9,11 +9,14 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hullvm/hull/internal/control"
 	"github.com/hullvm/hull/internal/lockdown"
 	"github.com/hullvm/hull/internal/manifest"
 )
@@ -52,11 +55,43 @@ type appProc struct {
 	pid      int
 	notifyFD int
 	rules    []lockdown.Rule
+	relays   sync.WaitGroup // copying the app's stdout and stderr to the host
+}
+
+// waitOutput waits until the app's output has been relayed, or d.
+func (a *appProc) waitOutput(d time.Duration) {
+	done := make(chan struct{})
+	go func() { a.relays.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// relay copies one of the app's output pipes to the host as output frames.
+func relay(r *os.File, kind byte, ctl *control.Conn, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer r.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if ctl.SendOutput(kind, buf[:n]) != nil {
+				// The host is gone; keep draining so the app never
+				// blocks on a full pipe.
+				io.Copy(io.Discard, r)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // startApp forks /init as stage 2 with the app's stdio, hands it the
 // configuration, receives the seccomp listener and waits for the exec.
-func startApp(m *manifest.Manifest, runEnv []string, args []string, argsSet bool) (*appProc, error) {
+func startApp(m *manifest.Manifest, runEnv []string, args []string, argsSet bool, ctl *control.Conn) (*appProc, error) {
 	hostProg := path.Join(manifest.AppRoot, m.Program)
 	if _, err := os.Stat(hostProg); err != nil {
 		return nil, &startError{127, fmt.Sprintf("program %s is not in the image: %v", m.Program, err)}
@@ -78,16 +113,21 @@ func startApp(m *manifest.Manifest, runEnv []string, args []string, argsSet bool
 			cfg.Caps = append(cfg.Caps, n)
 		}
 	}
-	stdout, err := openPort(manifest.PortStdout, 5e9)
+	app := &appProc{}
+	outR, stdout, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("creating stdout pipe: %w", err)
 	}
 	defer stdout.Close()
-	stderr, err := openPort(manifest.PortStderr, 5e9)
+	errR, stderr, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		outR.Close()
+		return nil, fmt.Errorf("creating stderr pipe: %w", err)
 	}
 	defer stderr.Close()
+	app.relays.Add(2)
+	go relay(outR, control.KindStdout, ctl, &app.relays)
+	go relay(errR, control.KindStderr, ctl, &app.relays)
 	null, err := os.Open("/dev/null")
 	if err != nil {
 		return nil, err
@@ -130,7 +170,8 @@ func startApp(m *manifest.Manifest, runEnv []string, args []string, argsSet bool
 		}
 		return nil, &startError{code, reply.Error}
 	}
-	return &appProc{pid: pid, notifyFD: notifyFD, rules: lockdown.Policy(policyOptions(cfg))}, nil
+	app.pid, app.notifyFD, app.rules = pid, notifyFD, lockdown.Policy(policyOptions(cfg))
+	return app, nil
 }
 
 func policyOptions(cfg stage2Config) lockdown.Options {

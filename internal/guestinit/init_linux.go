@@ -25,8 +25,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -133,7 +131,7 @@ func (in *initState) run() error {
 		return err
 	}
 	modEnd := uptime()
-	f, err := openPort(manifest.PortControl, 10*time.Second)
+	f, err := openConsole(manifest.ControlDevice, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -146,11 +144,13 @@ func (in *initState) run() error {
 	go func() {
 		defer close(msgs)
 		for {
-			msg, err := in.ctl.Recv()
+			f, err := in.ctl.Recv()
 			if err != nil {
 				return
 			}
-			msgs <- msg
+			if f.Kind == control.KindControl {
+				msgs <- f.Msg
+			}
 		}
 	}()
 	in.cfg, err = waitConfig(msgs, 60*time.Second)
@@ -194,7 +194,7 @@ func waitConfig(msgs <-chan control.Msg, timeout time.Duration) (control.Msg, er
 func (in *initState) superviseApp(msgs <-chan control.Msg) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGPWR)
-	app, err := startApp(in.m, in.cfg.Env, in.cfg.Args, in.cfg.ArgsSet)
+	app, err := startApp(in.m, in.cfg.Env, in.cfg.Args, in.cfg.ArgsSet, in.ctl)
 	if err != nil {
 		return err
 	}
@@ -226,6 +226,9 @@ func (in *initState) superviseApp(msgs <-chan control.Msg) error {
 			}
 			done, code, sig := reap(app.pid)
 			if done {
+				// Everything the app wrote reaches the host before its exit
+				// status: its pipes close when it exits.
+				app.waitOutput(5 * time.Second)
 				in.ctl.Send(control.Msg{Type: control.TypeExit, Code: code, Signal: sig, Uptime: uptime()})
 				return nil
 			}
@@ -277,50 +280,37 @@ func mountEarly() error {
 	return nil
 }
 
-// openPort waits for the virtio-serial port named name and opens it.
-func openPort(name string, timeout time.Duration) (*os.File, error) {
+// openConsole waits for the control console and opens it raw: no echo,
+// no line editing, no newline translation, so frames pass unchanged.
+func openConsole(dev string, timeout time.Duration) (*os.File, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		ents, _ := os.ReadDir("/sys/class/virtio-ports")
-		for _, e := range ents {
-			b, err := os.ReadFile("/sys/class/virtio-ports/" + e.Name() + "/name")
-			if err != nil || strings.TrimSpace(string(b)) != name {
-				continue
-			}
-			dev := "/dev/" + e.Name()
-			if _, err := os.Stat(dev); err != nil {
-				if err := mknodFromSys(e.Name(), dev); err != nil {
-					return nil, err
-				}
-			}
-			f, err := os.OpenFile(dev, os.O_RDWR, 0)
-			if err != nil {
-				return nil, fmt.Errorf("opening port %s: %w", name, err)
+		f, err := os.OpenFile(dev, os.O_RDWR|unix.O_NOCTTY, 0)
+		if err == nil {
+			if err := makeRaw(int(f.Fd())); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("control console %s: %w", dev, err)
 			}
 			return f, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("virtio-serial port %s did not appear within %v", name, timeout)
+			return nil, fmt.Errorf("control console %s did not appear within %v: %w", dev, timeout, err)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// mknodFromSys creates a device node from its sysfs dev file, for when
-// devtmpfs has not made it yet.
-func mknodFromSys(port, dev string) error {
-	b, err := os.ReadFile("/sys/class/virtio-ports/" + port + "/dev")
+func makeRaw(fd int) error {
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
-		return fmt.Errorf("port %s: %w", port, err)
+		return err
 	}
-	maj, min, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
-	if !ok {
-		return fmt.Errorf("port %s: bad dev %q", port, b)
-	}
-	ma, _ := strconv.Atoi(maj)
-	mi, _ := strconv.Atoi(min)
-	if err := unix.Mknod(dev, unix.S_IFCHR|0o600, int(unix.Mkdev(uint32(ma), uint32(mi)))); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("creating %s: %w", dev, err)
-	}
-	return nil
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON | unix.IXOFF
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN] = 1
+	t.Cc[unix.VTIME] = 0
+	return unix.IoctlSetTermios(fd, unix.TCSETS, t)
 }

@@ -27,12 +27,10 @@ const (
 	AppRoot      = "/app"
 )
 
-// Control-port names the init looks up in /sys/class/virtio-ports.
-const (
-	PortControl = "hull.ctl"
-	PortStdout  = "hull.stdout"
-	PortStderr  = "hull.stderr"
-)
+// ControlDevice is the virtio console (the VM's only one, port 0 of a
+// single-port virtio-serial device) that carries the control protocol
+// and the app's output; the kernel's own console is the serial ttyS0.
+const ControlDevice = "/dev/hvc0"
 
 // The guest network hull uses: a /24 with the guest, the gateway (which
 // also stands for the host's loopback) and the DNS server.

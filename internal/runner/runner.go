@@ -155,7 +155,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	socks := map[string]*net.UnixListener{}
-	for _, name := range []string{"ctl", "out", "err"} {
+	for _, name := range []string{"ctl"} {
 		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, name+".sock"), Net: "unix"})
 		if err != nil {
 			return nil, fmt.Errorf("creating %s socket: %w", name, err)
@@ -177,8 +177,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		Binary: bin, Accel: accel, Name: o.Name,
 		Kernel: o.Kernel.KernelPath(), Initrd: initrd, Cmdline: strings.Join(cmdline, " "),
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
-		ControlSock: socks["ctl"].Addr().String(), StdoutSock: socks["out"].Addr().String(), StderrSock: socks["err"].Addr().String(),
-		Net: qemu.NetUser, GuestIP: manifest.GuestIP, AppDisk: o.AppDisk,
+		ControlSock: socks["ctl"].Addr().String(),
+		Net:         qemu.NetUser, GuestIP: manifest.GuestIP, AppDisk: o.AppDisk,
 	}
 	for _, p := range o.Ports {
 		cfg.Forwards = append(cfg.Forwards, qemu.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestPort: p.GuestPort})
@@ -306,12 +306,12 @@ func (r *run) boot(ctx context.Context, bin string, args []string, socks map[str
 		exited <- cmd.Wait()
 	}()
 
-	// QEMU connects to the three sockets while starting; accept them
+	// QEMU connects to the control socket while starting; accept it
 	// concurrently so a QEMU that dies early is noticed.
 	conns := map[string]net.Conn{}
 	accepted := make(chan error, 1)
 	go func() {
-		for _, name := range []string{"ctl", "out", "err"} {
+		for _, name := range []string{"ctl"} {
 			socks[name].SetDeadline(time.Now().Add(30 * time.Second))
 			c, err := socks[name].Accept()
 			if err != nil {
@@ -341,21 +341,25 @@ func (r *run) boot(ctx context.Context, bin string, args []string, socks map[str
 		}
 	}()
 
-	var outWG sync.WaitGroup
-	outWG.Add(2)
-	go func() { defer outWG.Done(); io.Copy(r.o.Stdout, conns["out"]) }()
-	go func() { defer outWG.Done(); io.Copy(r.o.Stderr, conns["err"]) }()
-
+	// One reader demultiplexes the channel: output goes straight to the
+	// writers, control messages to the loop below.
 	ctl := control.NewConn(conns["ctl"])
 	msgs := make(chan control.Msg, 64)
 	go func() {
 		defer close(msgs)
 		for {
-			m, err := ctl.Recv()
+			f, err := ctl.Recv()
 			if err != nil {
 				return
 			}
-			msgs <- m
+			switch f.Kind {
+			case control.KindStdout:
+				r.o.Stdout.Write(f.Data)
+			case control.KindStderr:
+				r.o.Stderr.Write(f.Data)
+			case control.KindControl:
+				msgs <- f.Msg
+			}
 		}
 	}()
 
@@ -408,7 +412,6 @@ loop:
 			}
 		}
 	}
-	waitTimeout(&outWG, 2*time.Second)
 	if logFile != nil {
 		logFile.Close()
 	}

@@ -22,7 +22,7 @@ var configs = map[string]Config{
 		Binary: "qemu-system-x86_64", Accel: AccelKVM, Name: "web",
 		Kernel: "/store/kernels/abc/vmlinuz", Initrd: "/run/hull/web/initrd", Cmdline: "console=ttyS0 panic=-1 quiet",
 		MemoryMiB: 128, CPUs: 2,
-		ControlSock: "/run/hull/web/ctl.sock", StdoutSock: "/run/hull/web/out.sock", StderrSock: "/run/hull/web/err.sock",
+		ControlSock: "/run/hull/web/ctl.sock",
 		Net: NetUser, GuestIP: manifest.GuestIP, AppDisk: "/store/blobs/abc/app.erofs",
 		Forwards: []Forward{
 			{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80},
@@ -33,13 +33,13 @@ var configs = map[string]Config{
 		Binary: "qemu-system-x86_64", Accel: AccelTCG, Name: "worker",
 		Kernel: "/k/vmlinuz", Initrd: "/r/initrd", Cmdline: "console=ttyS0 tsc_early_khz=2000000",
 		MemoryMiB: 256, CPUs: 1,
-		ControlSock: "/r/ctl.sock", StdoutSock: "/r/out.sock", StderrSock: "/r/err.sock",
+		ControlSock: "/r/ctl.sock",
 		Net: NetStream, NetSock: "/r/net.sock", MAC: "52:54:00:aa:bb:cc",
 		AppDisk: "/data/odd,name/app.erofs",
 	},
 	"netnone-tcg": {
 		Accel: AccelTCG, Name: "offline", Kernel: "/k", Initrd: "/i", Cmdline: "quiet", MemoryMiB: 64, CPUs: 1,
-		ControlSock: "/c", StdoutSock: "/o", StderrSock: "/e", Net: NetNone,
+		ControlSock: "/c", Net: NetNone,
 	},
 }
 
@@ -107,25 +107,28 @@ func TestArgsInvariants(t *testing.T) {
 					t.Errorf("-sandbox %q lacks %s", sb[0], d)
 				}
 			}
-			var ports []string
+			var consoles, serialDevs int
 			for _, d := range flagValues(a, "-device") {
 				if strings.Contains(d, "pci") {
 					t.Errorf("-device %q: microvm guests get virtio-mmio devices only", d)
 				}
+				if strings.HasPrefix(d, "virtconsole,") {
+					consoles++
+				}
 				if strings.HasPrefix(d, "virtserialport,") {
-					for _, kv := range strings.Split(d, ",") {
-						if n, ok := strings.CutPrefix(kv, "name="); ok {
-							ports = append(ports, n)
-						}
+					t.Errorf("-device %q: extra virtio-serial ports cost the guest 4 MiB each", d)
+				}
+				if strings.HasPrefix(d, "virtio-serial-device") {
+					serialDevs++
+					if !strings.Contains(d, "max_ports=1") {
+						t.Errorf("-device %q: want max_ports=1 (no multiport, one receive queue)", d)
 					}
 				}
 			}
-			// The guest init finds its ports by these names.
-			if want := []string{manifest.PortControl, manifest.PortStdout, manifest.PortStderr}; !reflect.DeepEqual(ports, want) {
-				t.Errorf("virtserialport names = %q, want %q", ports, want)
-			}
-			if want := []string{"hull.ctl", "hull.stdout", "hull.stderr"}; !reflect.DeepEqual(ports, want) {
-				t.Errorf("virtserialport names = %q, want %q", ports, want)
+			// The guest init opens the one virtio console as its control
+			// channel (manifest.ControlDevice).
+			if consoles != 1 || serialDevs != 1 {
+				t.Errorf("%d virtconsole on %d virtio-serial devices, want exactly 1 on 1", consoles, serialDevs)
 			}
 			cpu := flagValues(a, "-cpu")
 			if cfg.Accel == AccelKVM && !reflect.DeepEqual(cpu, []string{"host"}) {

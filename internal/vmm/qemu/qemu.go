@@ -7,8 +7,8 @@
 // firmware, no display, no default devices, QEMU's own sandbox on (no
 // spawning, no privilege changes, no obsolete syscalls). What the guest
 // gets is exactly: a serial console for kernel and init messages, a
-// virtio-serial controller with the control, stdout and stderr ports, one
-// virtio-net NIC and a virtio-rng.
+// virtio console carrying the control protocol and the app's output, the
+// read-only app disk, one virtio-net NIC and a virtio-rng.
 package qemu
 
 import (
@@ -59,10 +59,9 @@ type Config struct {
 	Cmdline   string
 	MemoryMiB int64
 	CPUs      int
-	// Unix socket paths QEMU connects to (hull listens on them).
+	// ControlSock is the unix socket QEMU connects the guest's control
+	// console to (hull listens on it).
 	ControlSock string
-	StdoutSock  string
-	StderrSock  string
 	Net         NetMode
 	GuestIP     string // for NetUser forwards
 	Forwards    []Forward
@@ -93,13 +92,12 @@ func Args(cfg Config) []string {
 		"-append", cfg.Cmdline,
 		"-chardev", "stdio,id=con,signal=off",
 		"-serial", "chardev:con",
-		"-device", "virtio-serial-device,max_ports=4",
+		// One port, no multiport: the guest fills one receive queue
+		// (1024 pages under virtio-mmio) instead of one per port plus
+		// a control queue.
+		"-device", "virtio-serial-device,max_ports=1",
 		"-chardev", "socket,id=ctl,path="+escapeOpt(cfg.ControlSock),
-		"-device", "virtserialport,chardev=ctl,name=hull.ctl",
-		"-chardev", "socket,id=out,path="+escapeOpt(cfg.StdoutSock),
-		"-device", "virtserialport,chardev=out,name=hull.stdout",
-		"-chardev", "socket,id=err,path="+escapeOpt(cfg.StderrSock),
-		"-device", "virtserialport,chardev=err,name=hull.stderr",
+		"-device", "virtconsole,chardev=ctl,name=hull.ctl",
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-device,rng=rng0",
 	)
