@@ -23,7 +23,7 @@ var configs = map[string]Config{
 		Kernel: "/store/kernels/abc/vmlinuz", Initrd: "/run/hull/web/initrd", Cmdline: "console=ttyS0 panic=-1 quiet",
 		MemoryMiB: 128, CPUs: 2,
 		ControlSock: "/run/hull/web/ctl.sock",
-		Net: NetUser, GuestIP: manifest.GuestIP, AppDisk: "/store/blobs/abc/app.erofs",
+		Net:         NetUser, GuestIP: manifest.GuestIP, AppDisk: "/store/blobs/abc/app.erofs",
 		Forwards: []Forward{
 			{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80},
 			{Proto: "udp", HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53},
@@ -34,7 +34,7 @@ var configs = map[string]Config{
 		Kernel: "/k/vmlinuz", Initrd: "/r/initrd", Cmdline: "console=ttyS0 tsc_early_khz=2000000",
 		MemoryMiB: 256, CPUs: 1,
 		ControlSock: "/r/ctl.sock",
-		Net: NetStream, NetSock: "/r/net.sock", MAC: "52:54:00:aa:bb:cc",
+		Net:         NetStream, NetSock: "/r/net.sock", MAC: "52:54:00:aa:bb:cc",
 		AppDisk: "/data/odd,name/app.erofs",
 	},
 	"netnone-tcg": {
