@@ -32,8 +32,12 @@ import (
 
 // Options are the inputs of a build.
 type Options struct {
-	Spec   *spec.Spec // normalized and validated
-	Kernel *kernel.Bundle
+	Spec *spec.Spec // normalized and validated
+	// Kernel is the bundle to build for; when nil it is looked up in
+	// Kernels by Spec.Kernel after the program has been checked, so a bad
+	// program is reported before a missing kernel.
+	Kernel  *kernel.Bundle
+	Kernels *kernel.Store
 	Init   string // host path of the static hull-init binary
 	Store  *image.Store
 	Codec  initramfs.Codec
@@ -135,12 +139,6 @@ type PlanResult struct {
 // Plan decides the image's content without writing anything.
 func Plan(o Options) (*PlanResult, error) {
 	s := o.Spec
-	if o.Kernel == nil {
-		return nil, errors.New("no kernel bundle given")
-	}
-	if _, err := os.Stat(o.Init); err != nil {
-		return nil, fmt.Errorf("hull-init not found at %s (build it with `make build` or set HULL_INIT): %w", o.Init, err)
-	}
 	r := &elfdeps.Resolver{Root: s.Sysroot}
 	prog, err := programInRoot(s.Program, s.Sysroot)
 	if err != nil {
@@ -149,6 +147,17 @@ func Plan(o Options) (*PlanResult, error) {
 	c, err := r.Resolve(prog)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(o.Init); err != nil {
+		return nil, fmt.Errorf("hull-init not found at %s (build it with `make build` or set HULL_INIT): %w", o.Init, err)
+	}
+	if o.Kernel == nil {
+		if o.Kernels == nil {
+			return nil, errors.New("no kernel bundle given")
+		}
+		if o.Kernel, err = o.Kernels.Get(s.Kernel); err != nil {
+			return nil, err
+		}
 	}
 	p := &PlanResult{Tree: image.NewTree(), Closure: c}
 	if c.Libc == "glibc" {

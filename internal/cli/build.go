@@ -220,15 +220,11 @@ func buildImage(cmd *cobra.Command, s *spec.Spec, c initramfs.Codec) (*builder.R
 	if err != nil {
 		return nil, err
 	}
-	k, err := kernels.Get(s.Kernel)
-	if err != nil {
-		return nil, err
-	}
 	initPath, err := initBinary()
 	if err != nil {
 		return nil, err
 	}
-	res, err := builder.Build(cmd.Context(), builder.Options{Spec: s, Kernel: k, Init: initPath, Store: images, Codec: c})
+	res, err := builder.Build(cmd.Context(), builder.Options{Spec: s, Kernels: kernels, Init: initPath, Store: images, Codec: c})
 	if err != nil {
 		return nil, explainBuildError(err)
 	}

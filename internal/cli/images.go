@@ -12,6 +12,7 @@ import (
 	erofs "github.com/erofs/go-erofs"
 	"github.com/spf13/cobra"
 
+	"github.com/hullvm/hull/internal/image"
 	"github.com/hullvm/hull/internal/manifest"
 	"github.com/hullvm/hull/internal/surface"
 )
@@ -32,6 +33,9 @@ func newImagesCmd(env Env) *cobra.Command {
 				return err
 			}
 			if asJSON {
+				if refs == nil {
+					refs = []*image.Ref{}
+				}
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(refs)

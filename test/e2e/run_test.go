@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -308,4 +311,71 @@ func skipOrFail(t *testing.T, reason string) {
 		t.Fatal(reason)
 	}
 	t.Skip(reason)
+}
+
+// QEMU dying under hull is reported in one clear line, and leaves no
+// process, socket or temp file behind.
+func TestQEMUDeathIsReportedAndCleanedUp(t *testing.T) {
+	requireVM(t)
+	t.Parallel()
+	vmSlot(t)
+	bin := goBuild(t, "./examples/hello-server", false)
+	runtimeDir := t.TempDir()
+	port := freePort(t)
+	cmd := exec.Command(hullBin, "run", bin, "-p", fmt.Sprintf("%d:8080", port))
+	cmd.Env = append(hullEnv(), "XDG_RUNTIME_DIR="+runtimeDir)
+	var errb syncBuffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitFor(t, 90*time.Second, "the server", nil, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	qemuPID := childQEMU(t, cmd.Process.Pid)
+	syscall.Kill(qemuPID, syscall.SIGKILL)
+	select {
+	case err := <-done:
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 125 {
+			t.Errorf("hull exit = %v, want status 125", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("hull did not exit after its QEMU died")
+	}
+	if !strings.Contains(errb.String(), "the VM stopped before the app reported an exit status") {
+		t.Errorf("stderr does not explain what happened:\n%s", errb.String())
+	}
+	left, _ := filepath.Glob(filepath.Join(runtimeDir, "hull", "*"))
+	if len(left) != 0 {
+		t.Errorf("runtime files left behind: %v", left)
+	}
+	if err := syscall.Kill(qemuPID, 0); err == nil {
+		t.Errorf("QEMU (pid %d) still exists", qemuPID)
+	}
+}
+
+// childQEMU finds the qemu process hull started.
+func childQEMU(t *testing.T, hullPID int) int {
+	t.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", hullPID))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			comm, _ := os.ReadFile("/proc/" + f + "/comm")
+			if strings.HasPrefix(string(comm), "qemu") {
+				pid, _ := strconv.Atoi(f)
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no qemu child of hull (pid %d)", hullPID)
+	return 0
 }
