@@ -38,9 +38,9 @@ type Options struct {
 	// program is reported before a missing kernel.
 	Kernel  *kernel.Bundle
 	Kernels *kernel.Store
-	Init   string // host path of the static hull-init binary
-	Store  *image.Store
-	Codec  initramfs.Codec
+	Init    string // host path of the static hull-init binary
+	Store   *image.Store
+	Codec   initramfs.Codec
 }
 
 // Result describes a stored image.
