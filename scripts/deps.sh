@@ -2,7 +2,7 @@
 # Install the Debian packages hull's build, demo and tests use, when any
 # is missing. Needs root (or sudo) only when something must be installed.
 set -eu
-PKGS="qemu-system-x86 gcc curl redis-server redis-tools cpio ca-certificates iproute2"
+PKGS="qemu-system-x86 gcc curl redis-server redis-tools nginx python3 cpio ca-certificates iproute2"
 missing=""
 for p in $PKGS; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

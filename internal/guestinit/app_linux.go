@@ -125,6 +125,15 @@ func startApp(m *manifest.Manifest, runEnv []string, args []string, argsSet bool
 		return nil, fmt.Errorf("creating stderr pipe: %w", err)
 	}
 	defer stderr.Close()
+	// The app reopens its streams by name at times (/dev/stdout, which is
+	// /proc/self/fd/1): the pipes must belong to it, not to root.
+	for _, f := range []*os.File{stdout, stderr} {
+		if err := unix.Fchown(int(f.Fd()), m.User.UID, m.User.GID); err != nil {
+			outR.Close()
+			errR.Close()
+			return nil, fmt.Errorf("handing the output pipes to the app user: %w", err)
+		}
+	}
 	app.relays.Add(2)
 	go relay(outR, control.KindStdout, ctl, &app.relays)
 	go relay(errR, control.KindStderr, ctl, &app.relays)

@@ -379,3 +379,80 @@ func childQEMU(t *testing.T, hullPID int) int {
 	t.Fatalf("no qemu child of hull (pid %d)", hullPID)
 	return 0
 }
+
+// Debian's nginx serves a page, with a config that keeps it to one
+// process and writable paths under /tmp.
+func TestNginx(t *testing.T) {
+	requireVM(t)
+	if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+		skipOrFail(t, "nginx is not installed (apt-get install nginx)")
+	}
+	t.Parallel()
+	vmSlot(t)
+	td := filepath.Join(moduleRoot, "test/e2e/testdata/nginx")
+	name := uniqueName(t)
+	b := hull(t, "build", "/usr/sbin/nginx", "--name", name,
+		"--add", filepath.Join(td, "nginx.conf")+":/etc/nginx/hull.conf",
+		"--add", filepath.Join(td, "www")+":/srv/www",
+		"--", "-c", "/etc/nginx/hull.conf", "-e", "stderr")
+	if b.code != 0 {
+		t.Fatalf("build: %s", b.stderr)
+	}
+	port := freePort(t)
+	p := startHull(t, "run", name, "-p", fmt.Sprintf("%d:8080", port))
+	var body string
+	waitFor(t, 90*time.Second, "nginx to answer", p, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		bb, _ := io.ReadAll(resp.Body)
+		body = string(bb)
+		return resp.StatusCode == 200
+	})
+	if !strings.Contains(body, "served by Debian's nginx inside a hull VM") {
+		t.Errorf("body = %q", body)
+	}
+	waitFor(t, 10*time.Second, "the access log line on stdout", p, func() bool {
+		return strings.Contains(p.out.String(), `"GET / HTTP/1.1" 200`)
+	})
+	if strings.Contains(p.err.String(), "blocked:") {
+		t.Errorf("nginx tripped the lockdown:\n%s", p.err.String())
+	}
+}
+
+// Python's subprocess gets a PermissionError it can handle; the program
+// carries on and the attempt is reported (C6).
+func TestPythonSubprocessRefusedCleanly(t *testing.T) {
+	requireVM(t)
+	py, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		skipOrFail(t, "python3 is not installed")
+	}
+	lib := "/usr/lib/" + filepath.Base(py)
+	if _, err := os.Stat(lib); err != nil {
+		skipOrFail(t, "no standard library at "+lib)
+	}
+	t.Parallel()
+	vmSlot(t)
+	script := filepath.Join(moduleRoot, "test/e2e/testdata/spawn.py")
+	name := uniqueName(t)
+	b := hull(t, "build", "/usr/bin/python3", "--name", name, "--add", lib+":"+lib,
+		"--add", script+":/srv/spawn.py", "--", "-S", "/srv/spawn.py")
+	if b.code != 0 {
+		t.Fatalf("build: %s", b.stderr)
+	}
+	r := hull(t, "run", name)
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"subprocess: PermissionError 1", "still running"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "hull: blocked:") {
+		t.Errorf("the refused spawn was not reported:\n%s", r.stderr)
+	}
+}
