@@ -3,6 +3,10 @@
 # is missing. Needs root (or sudo) only when something must be installed.
 set -eu
 PKGS="qemu-system-x86 gcc curl redis-server redis-tools nginx python3 cpio ca-certificates iproute2"
+# The tuned kernel's source and build tools (hull kernel build installs
+# them itself when missing; listing them here keeps make test's first
+# run from stopping halfway for apt).
+PKGS="$PKGS linux-source-6.1 build-essential bc bison flex libelf-dev patch xz-utils"
 missing=""
 for p in $PKGS; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,8 @@ func newRunCmd(env Env) *cobra.Command {
 		specFile    string
 		compressed  bool
 		eventsFile  string
+		network     string
+		flowLog     string
 	)
 	cmd := &cobra.Command{
 		Use:   "run IMAGE|PROGRAM [flags] [-- ARGS...]",
@@ -132,6 +136,25 @@ killing the VM; a second Ctrl-C kills at once.`,
 					}
 				}
 			}()
+			egress, err := imageEgress(m.Runtime.Egress)
+			if err != nil {
+				return fmt.Errorf("image %s: %w", ref.Name, err)
+			}
+			egress = append(egress, o.Egress...)
+			dnsUp := o.DNS.Upstream
+			if dnsUp == "" {
+				dnsUp = m.Runtime.DNSUpstream
+			}
+			flows, flowPath, err := openFlowLog(flowLog, ref.Name, network)
+			if err != nil {
+				return err
+			}
+			if flows != nil {
+				defer func() {
+					flows.Close()
+					fmt.Fprintf(env.Stderr, "hull: flow log: %s\n", flowPath)
+				}()
+			}
 			onEvent, closeEvents, err := eventWriter(eventsFile)
 			if err != nil {
 				return err
@@ -144,6 +167,7 @@ killing the VM; a second Ctrl-C kills at once.`,
 				Accel: accel, Verbose: verbose, StopTimeout: stopTimeout,
 				Stdout: env.Stdout, Stderr: env.Stderr, Log: env.Stderr, Kill: kill,
 				RuntimeDir: dirs.Runtime(), KeepCompressed: compressed,
+				Network: network, Egress: egress, DNSUpstream: dnsUp, FlowLog: flowWriter(flows),
 			})
 			return runOutcome(env, res, err)
 		},
@@ -155,6 +179,8 @@ killing the VM; a second Ctrl-C kills at once.`,
 	fl.StringVar(&accel, "accel", "auto", "accelerator: kvm, tcg or auto")
 	fl.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "how long the app has to exit after SIGTERM before the VM is killed")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "show the QEMU command line, kernel and init messages")
+	fl.StringVar(&network, "network", runner.NetworkGateway, "guest network: gateway (zero-trust: egress only by --allow rules) or user (QEMU's, no egress at all)")
+	fl.StringVar(&flowLog, "flow-log", "", "append the gateway's flow log (JSON lines) to this file (default: $XDG_STATE_HOME/hull/flows/IMAGE.jsonl)")
 	fl.StringVar(&eventsFile, "events", "", "append boot milestones (JSON lines, times since launch) to this file")
 	fl.BoolVar(&compressed, "boot-compressed", false, "let the guest kernel decompress the initramfs (default: the host does, faster under emulation)")
 	return cmd
@@ -212,6 +238,45 @@ func resolveRunTarget(cmd *cobra.Command, env Env, images *image.Store, target, 
 	}
 	fmt.Fprintf(env.Stderr, "hull: built %s sha256:%s (%s) in %v\n", res.Ref.Name, short(res.Ref.Digest), humanBytes(res.Ref.Size), time.Since(start).Round(time.Millisecond))
 	return res.Ref, nil
+}
+
+// imageEgress parses the egress rules stored in an image's manifest.
+func imageEgress(rules []string) ([]spec.EgressRule, error) {
+	var out []spec.EgressRule
+	for _, r := range rules {
+		er, err := spec.ParseAllow(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, er)
+	}
+	return out, nil
+}
+
+// openFlowLog opens the gateway's flow log for appending.
+func openFlowLog(path, image, network string) (*os.File, string, error) {
+	if network == runner.NetworkUser {
+		return nil, "", nil
+	}
+	if path == "" {
+		path = filepath.Join(dirs.State(), "flows", image+".jsonl")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, "", fmt.Errorf("flow log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, "", fmt.Errorf("flow log: %w", err)
+	}
+	return f, path, nil
+}
+
+// flowWriter keeps a nil *os.File from becoming a non-nil io.Writer.
+func flowWriter(f *os.File) io.Writer {
+	if f == nil {
+		return nil
+	}
+	return f
 }
 
 // eventWriter returns a callback writing runner events as JSON lines.

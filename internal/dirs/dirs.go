@@ -40,3 +40,18 @@ func Runtime() string {
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("hull-%d", os.Getuid()))
 }
+
+// State is where hull keeps logs worth keeping after a run (flow logs):
+// XDG_STATE_HOME/hull, else ~/.local/state/hull, else under the data dir.
+func State() string {
+	if d := os.Getenv("HULL_HOME"); d != "" {
+		return filepath.Join(d, "state")
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "hull")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "hull")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("hull-state-%d", os.Getuid()))
+}

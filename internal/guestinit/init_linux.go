@@ -90,7 +90,14 @@ func (in *initState) powerOff() {
 		in.ctlFile.Sync()
 	}
 	unix.Sync()
-	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	// A kernel booted without ACPI (the tuned one) has no way to power
+	// the machine off and would only halt it; a restart (reboot=t) ends
+	// the VM just as well, since QEMU runs with -no-reboot.
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if _, err := os.Stat("/sys/firmware/acpi"); err != nil {
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
+	unix.Reboot(cmd)
 	// Reboot only returns on failure; PID 1 must not exit (that panics
 	// the kernel), so wait for the end.
 	select {}

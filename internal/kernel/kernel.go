@@ -108,7 +108,28 @@ type Bundle struct {
 	ConfigSHA256 string   `json:"config_sha256,omitempty"` // so Verify covers the config too
 	Modules      []Module `json:"modules"`                 // load order: every module after all of its depends
 	Builtin      bool     `json:"builtin_drivers"`         // drivers built in, nothing to load; false for a .deb import
-	Dir          string   `json:"-"`                       // absolute dir of the bundle in the store
+	// BuildKey is, for a kernel hull built, the cache key of that build
+	// (source version and config fragment digest, see package
+	// kernelbuild); empty for an imported kernel.
+	BuildKey string `json:"build_key,omitempty"`
+	// Boot says how the kernel wants to be booted. Its zero value is what
+	// a distribution kernel needs, so bundles written before it existed
+	// (and .deb imports) keep their digests and their meaning.
+	Boot Boot   `json:"boot,omitzero"`
+	Dir  string `json:"-"` // absolute dir of the bundle in the store
+}
+
+// Boot holds a bundle's boot hints, applied by the runner.
+type Boot struct {
+	// NoACPI boots the machine without ACPI tables. The kernel then finds
+	// its virtio-mmio devices on the command line (virtio_mmio.device=,
+	// which QEMU's microvm appends), so it must be built with
+	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES. A kernel that finds them
+	// through ACPI, like Debian's, leaves it false.
+	NoACPI bool `json:"no_acpi,omitempty"`
+	// Cmdline are extra kernel command-line words, appended after the
+	// runner's own.
+	Cmdline []string `json:"cmdline,omitempty"`
 }
 
 // KernelPath is the absolute path of the kernel image.

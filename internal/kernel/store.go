@@ -526,27 +526,52 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// Built describes a kernel built outside the store, for AddBuilt.
+type Built struct {
+	Name    string // bundle name, e.g. "tuned"
+	Release string // uname -r of the kernel
+	Kernel  string // path of the kernel image: an ELF vmlinux (PVH) or a bzImage
+	Config  string // path of its .config; optional
+	// Source and SourceSHA256 name what it was built from (e.g. the
+	// linux-source tarball); when Source is empty the kernel image's own
+	// base name and digest stand in.
+	Source       string
+	SourceSHA256 string
+	BuildKey     string // see Bundle.BuildKey
+	Boot         Boot
+}
+
 // Add stores an already-built kernel (from a tuned-kernel build): a copy of
 // kernelPath, and of configPath when non-empty, with no modules and
 // Builtin set.
 func (s *Store) Add(ctx context.Context, name, release, kernelPath, configPath string) (*Bundle, error) {
+	return s.AddBuilt(ctx, Built{Name: name, Release: release, Kernel: kernelPath, Config: configPath})
+}
+
+// AddBuilt stores a kernel with its drivers built in, as Add does, with
+// its provenance and boot hints recorded in bundle.json.
+func (s *Store) AddBuilt(ctx context.Context, k Built) (*Bundle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("add kernel: %w", err)
 	}
-	if err := checkName(name); err != nil {
+	if err := checkName(k.Name); err != nil {
 		return nil, fmt.Errorf("add kernel: %w", err)
 	}
-	if err := checkRelease(release); err != nil {
+	if err := checkRelease(k.Release); err != nil {
 		return nil, fmt.Errorf("add kernel: %w", err)
 	}
-	b, err := s.add(ctx, name, release, kernelPath, configPath)
+	if k.Source != "" && (k.SourceSHA256 == "" || !isDigest(k.SourceSHA256) || strings.ContainsAny(k.Source, "/\n")) {
+		return nil, fmt.Errorf("add kernel %s: source %q needs a plain name and a sha256", k.Name, k.Source)
+	}
+	b, err := s.add(ctx, k)
 	if err != nil {
-		return nil, fmt.Errorf("add kernel %s: %w", name, err)
+		return nil, fmt.Errorf("add kernel %s: %w", k.Name, err)
 	}
 	return b, nil
 }
 
-func (s *Store) add(ctx context.Context, name, release, kernelPath, configPath string) (*Bundle, error) {
+func (s *Store) add(ctx context.Context, k Built) (*Bundle, error) {
+	kernelPath, configPath := k.Kernel, k.Config
 	kf, err := os.Open(kernelPath)
 	if err != nil {
 		return nil, err
@@ -570,14 +595,18 @@ func (s *Store) add(ctx context.Context, name, release, kernelPath, configPath s
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Name: name, Release: release, Source: filepath.Base(kernelPath), Kernel: kname, Modules: []Module{}, Builtin: true}
-	k, err := writeHashed(filepath.Join(tmp, kname), ctxReader{ctx, kf})
+	b := &Bundle{Name: k.Name, Release: k.Release, Source: filepath.Base(kernelPath), Kernel: kname, Modules: []Module{}, Builtin: true,
+		BuildKey: k.BuildKey, Boot: k.Boot}
+	ks, err := writeHashed(filepath.Join(tmp, kname), ctxReader{ctx, kf})
 	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	b.KernelSHA256, b.KernelSize = k.sum, k.size
-	b.SourceSHA256 = k.sum
+	b.KernelSHA256, b.KernelSize = ks.sum, ks.size
+	b.SourceSHA256 = ks.sum
+	if k.Source != "" {
+		b.Source, b.SourceSHA256 = k.Source, k.SourceSHA256
+	}
 	if configPath != "" {
 		cf, err := os.Open(configPath)
 		if err != nil {

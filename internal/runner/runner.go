@@ -29,6 +29,8 @@ import (
 	"github.com/hullvm/hull/internal/initramfs"
 	"github.com/hullvm/hull/internal/kernel"
 	"github.com/hullvm/hull/internal/manifest"
+	"github.com/hullvm/hull/internal/netgw"
+	"github.com/hullvm/hull/internal/policy"
 	"github.com/hullvm/hull/internal/spec"
 	"github.com/hullvm/hull/internal/vmm/qemu"
 )
@@ -63,7 +65,27 @@ type Options struct {
 	// kernel decompress it; by default the host decompresses it first,
 	// which is faster under emulation.
 	KeepCompressed bool
+	// Network picks the guest's network: NetworkGateway (default), the
+	// zero-trust gateway, or NetworkUser, QEMU's user network with no
+	// egress at all (kept for comparison and as a fallback).
+	Network string
+	// Egress and DNSUpstream configure the gateway's policy.
+	Egress      []spec.EgressRule
+	DNSUpstream string
+	// FlowLog receives the gateway's flow log (JSON lines); may be nil.
+	FlowLog io.Writer
 }
+
+// Networks.
+const (
+	NetworkGateway = "gateway"
+	NetworkUser    = "user"
+)
+
+// gatewayMTU is the guest link's MTU with the gateway: the device
+// advertises it (host_mtu) and the guest driver takes it, so bulk
+// transfers move in few large frames instead of many 1500-byte ones.
+const gatewayMTU = 65520
 
 // Event is a boot milestone, timed from the launch of QEMU.
 type Event struct {
@@ -127,8 +149,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if accel == qemu.AccelTCG && o.Accel != qemu.AccelTCG {
 		fmt.Fprintf(o.Log, "hull: using %s; boots are slower than with KVM\n", why)
 	}
-	if err := checkHostPorts(o.Ports); err != nil {
-		return nil, err
+	if o.Network == "" {
+		o.Network = NetworkGateway
+	}
+	if o.Network != NetworkGateway && o.Network != NetworkUser {
+		return nil, fmt.Errorf("--network %q: want gateway or user", o.Network)
+	}
+	if o.Network == NetworkUser {
+		if len(o.Egress) > 0 {
+			return nil, errors.New("--network user has no egress at all; egress rules need the gateway network")
+		}
+		for _, p := range o.Ports {
+			if strings.Contains(p.HostIP, ":") {
+				return nil, fmt.Errorf("-p %s: QEMU's user network cannot forward from an IPv6 host address; use the gateway network", p)
+			}
+		}
+		if err := checkHostPorts(o.Ports); err != nil {
+			return nil, err
+		}
 	}
 	if err := o.Kernel.Verify(); err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", o.Kernel.Name, err)
@@ -173,15 +211,35 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if khz := <-tscCh; khz > 0 && accel == qemu.AccelTCG {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
 	}
+	cmdline = append(cmdline, o.Kernel.Boot.Cmdline...) // the kernel bundle's own boot hints
 	cfg := qemu.Config{
 		Binary: bin, Accel: accel, Name: o.Name,
 		Kernel: o.Kernel.KernelPath(), Initrd: initrd, Cmdline: strings.Join(cmdline, " "),
-		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
+		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, NoACPI: o.Kernel.Boot.NoACPI,
 		ControlSock: socks["ctl"].Addr().String(),
 		Net:         qemu.NetUser, GuestIP: manifest.GuestIP, AppDisk: o.AppDisk,
 	}
-	for _, p := range o.Ports {
-		cfg.Forwards = append(cfg.Forwards, qemu.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestPort: p.GuestPort})
+	var gw *netgw.Gateway
+	if o.Network == NetworkUser {
+		for _, p := range o.Ports {
+			cfg.Forwards = append(cfg.Forwards, qemu.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestPort: p.GuestPort})
+		}
+	} else {
+		// The gateway outlives a graceful stop (the app may still talk
+		// while it shuts down) and ends with Run.
+		gctx, gcancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer gcancel()
+		gw, err = startGateway(gctx, o, filepath.Join(dir, "net.sock"))
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			gw.Close()
+			if sum := gw.Summary(); sum.Allowed+sum.Denied > 0 {
+				fmt.Fprintf(o.Log, "hull: network: %s\n", sum)
+			}
+		}()
+		cfg.Net, cfg.NetSock, cfg.MTU = qemu.NetStream, filepath.Join(dir, "net.sock"), gatewayMTU
 	}
 	args := qemu.Args(cfg)
 	if o.Verbose {
@@ -189,6 +247,46 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	r := &run{o: o, dir: dir, launched: time.Now()}
 	return r.boot(ctx, bin, args, socks)
+}
+
+// startGateway starts the zero-trust gateway QEMU's NIC will join. Its
+// ingress listeners are bound before it returns, so a taken host port is
+// reported before anything boots.
+func startGateway(ctx context.Context, o Options, sock string) (*netgw.Gateway, error) {
+	pol, err := policy.New(o.Egress, policy.Options{})
+	if err != nil {
+		return nil, err
+	}
+	cfg := netgw.Config{
+		Listen: sock, Policy: pol, Hostname: o.Manifest.Hostname, FlowLog: o.FlowLog, MTU: gatewayMTU,
+		OnDeny: func(f netgw.Flow) {
+			fmt.Fprintf(o.Log, "hull: denied: %s\n", f)
+		},
+	}
+	if o.Verbose {
+		cfg.Logf = func(format string, args ...any) {
+			fmt.Fprintf(o.Log, "hull: gateway: "+format+"\n", args...)
+		}
+	}
+	if o.DNSUpstream != "" {
+		up, err := spec.ParseHostPort(o.DNSUpstream, 53)
+		if err != nil {
+			return nil, fmt.Errorf("--dns-upstream %q: %w", o.DNSUpstream, err)
+		}
+		cfg.DNSUpstream = up
+	}
+	for _, p := range o.Ports {
+		f, err := netgw.ForwardFromSpec(p)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Forwards = append(cfg.Forwards, f)
+	}
+	gw, err := netgw.Start(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("starting the network gateway: %w", err)
+	}
+	return gw, nil
 }
 
 func decompressTo(src, dst string) error {

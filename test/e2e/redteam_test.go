@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -60,7 +61,8 @@ func TestRedTeamInGuest(t *testing.T) {
 	t.Parallel()
 	vmSlot(t)
 	bin := goBuild(t, "./test/e2e/testdata/redteam", false)
-	r := hull(t, "run", bin)
+	flowLog := filepath.Join(t.TempDir(), "flows.jsonl")
+	r := hull(t, "run", bin, "--flow-log", flowLog)
 	if r.code != 0 {
 		t.Errorf("exit = %d, want 0 (the probe survives every refusal); stderr:\n%s", r.code, r.stderr)
 	}
@@ -81,6 +83,14 @@ func TestRedTeamInGuest(t *testing.T) {
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		t.Errorf("attempts missing from the probe's output (crashed?): %v\nstdout:\n%s\nstderr:\n%s", missing, r.stdout, r.stderr)
+	}
+	// The egress attempts failed at the gateway, which logged each.
+	log, _ := os.ReadFile(flowLog)
+	for _, want := range []string{`"remote":"192.0.2.1:80","verdict":"deny"`, `"remote":"169.254.169.254:80","verdict":"deny"`,
+		`"remote":"192.0.2.1:53","verdict":"deny"`, `"name":"example.com","dns":true,"verdict":"deny"`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("flow log lacks %s:\n%s", want, log)
+		}
 	}
 	// Refusals a user should hear about are reported by name (C6).
 	for _, want := range []string{"called execve(\"/tmp/dropped\")", "called clone", "called fork", "called ptrace", "called finit_module", "called mount"} {

@@ -67,13 +67,23 @@ type Config struct {
 	Forwards    []Forward
 	NetSock     string // for NetStream
 	MAC         string
+	// MTU, when set, is advertised to the guest NIC (host_mtu).
+	MTU int
 	// AppDisk is attached read-only as the first virtio block device.
 	AppDisk string
+	// NoACPI gives the machine no ACPI tables (the kernel's boot hint).
+	// microvm then lists its virtio-mmio devices on the kernel command
+	// line itself (auto-kernel-cmdline), so the kernel needs
+	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES.
+	NoACPI bool
 }
 
 // Args returns the argv (without the binary) for cfg.
 func Args(cfg Config) []string {
 	machine := "microvm,x-option-roms=off,isa-serial=on,rtc=on"
+	if cfg.NoACPI {
+		machine += ",acpi=off"
+	}
 	a := []string{
 		"-name", "hull-" + cfg.Name,
 		"-M", machine,
@@ -117,13 +127,21 @@ func Args(cfg Config) []string {
 		for _, f := range cfg.Forwards {
 			nd += fmt.Sprintf(",hostfwd=%s:%s:%d-%s:%d", f.Proto, f.HostIP, f.HostPort, cfg.GuestIP, f.GuestPort)
 		}
-		a = append(a, "-netdev", nd, "-device", "virtio-net-device,netdev=n0,mac="+mac)
+		a = append(a, "-netdev", nd, "-device", netDevice(mac, cfg.MTU))
 	case NetStream:
 		a = append(a,
 			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+escapeOpt(cfg.NetSock),
-			"-device", "virtio-net-device,netdev=n0,mac="+mac)
+			"-device", netDevice(mac, cfg.MTU))
 	}
 	return a
+}
+
+func netDevice(mac string, mtu int) string {
+	d := "virtio-net-device,netdev=n0,mac=" + mac
+	if mtu > 0 {
+		d += ",host_mtu=" + strconv.Itoa(mtu)
+	}
+	return d
 }
 
 // escapeOpt doubles commas, QEMU's escape inside option values.
