@@ -1,9 +1,9 @@
-# hull — see README.md. Targets: build, demo, test, bench, kernel, clean.
+# hull — see README.md. Targets: build, demo, test, bench, compare, kernel, kernel-tuned, clean.
 GO      ?= go
 BIN     := bin
 BUILDFLAGS := -trimpath -buildvcs=false
 
-.PHONY: build demo test test-unit test-e2e fuzz bench kernel deps lint clean
+.PHONY: build demo test test-unit test-e2e fuzz bench compare kernel kernel-tuned deps lint clean
 
 build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/hull ./cmd/hull
@@ -17,6 +17,13 @@ deps:
 kernel: build
 	@HULL=$(BIN)/hull ./scripts/kernel.sh >/dev/null
 
+# Build hull's tuned kernel (kernel/hull.config + kernel/patches on
+# Debian's linux-source-6.1) into the kernel store, or reuse the stored
+# one when source, fragment and patches are unchanged (instant).
+kernel-tuned: build
+	$(BIN)/hull kernel build
+	@$(BIN)/hull kernel build --json | sed -n 's/^  "digest": "\([0-9a-f]*\)",$$/\1/p' > $(BIN)/kernel-tuned.digest
+
 demo: deps build kernel
 	./scripts/demo.sh
 
@@ -24,8 +31,14 @@ lint:
 	@test -z "$$(gofmt -l cmd internal test bench)" || (gofmt -l cmd internal test bench; exit 1)
 	$(GO) vet ./...
 
-test: deps build kernel lint
-	HULL_KERNEL_DEB="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)" $(GO) test -count=1 -timeout 20m ./...
+# The whole suite on the tuned kernel, which becomes the default once it
+# passes; then the VM tests once more on the Debian kernel, so hull keeps
+# working on a distribution kernel too.
+test: deps build kernel kernel-tuned lint
+	HULL_KERNEL_DEB="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)" HULL_E2E_KERNEL="$$(cat $(BIN)/kernel-tuned.digest)" $(GO) test -count=1 -timeout 20m ./...
+	$(BIN)/hull kernel default "$$(cat $(BIN)/kernel-tuned.digest)"
+	deb="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)"; rel="$$(basename "$$deb" | sed 's/^linux-image-//; s/_.*//')"; \
+	HULL_E2E_KERNEL="debian-$$rel" $(GO) test -count=1 -timeout 20m ./test/e2e
 	$(MAKE) fuzz
 
 # Short fuzz runs of the parsers; the seed corpora live in testdata/fuzz.
@@ -35,6 +48,16 @@ fuzz:
 
 bench: deps build kernel
 	$(GO) run ./bench
+
+# hull against a traditional Debian server VM, side by side (docs/compare.md).
+# Slow, so not part of make test. The first run builds the Debian root with
+# debootstrap (root needed); later runs reuse it from .cache/compare.
+# COMPARE_FLAGS passes flags through, e.g. COMPARE_FLAGS='-kernel NAME'.
+compare: deps build kernel
+	@dpkg -s debootstrap >/dev/null 2>&1 || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
+		echo "compare: installing debootstrap"; $$s apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q debootstrap >/dev/null; }
+	$(GO) run ./compare $(COMPARE_FLAGS)
 
 clean:
 	rm -rf $(BIN)

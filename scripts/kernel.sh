@@ -6,6 +6,7 @@ set -eu
 HULL=${HULL:-bin/hull}
 CACHE=${HULL_CACHE:-.cache}
 mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd) # the path it prints is used from other directories
 PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
 if [ -z "$PKG" ]; then
 	echo "kernel.sh: cannot resolve linux-image-cloud-amd64; run apt-get update" >&2

@@ -2,12 +2,20 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hullvm/hull/internal/kernel"
+	"github.com/hullvm/hull/internal/kernelbuild"
+	hullkernel "github.com/hullvm/hull/kernel"
 )
 
 func newKernelCmd(env Env) *cobra.Command {
@@ -108,6 +116,171 @@ func newKernelCmd(env Env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(ls, imp, setDef)
+	cmd.AddCommand(ls, imp, setDef, newKernelBuildCmd(env))
 	return cmd
+}
+
+func newKernelBuildCmd(env Env) *cobra.Command {
+	var (
+		asJSON       bool
+		force        bool
+		name         string
+		fragmentFile string
+		patchesDir   string
+		workDir      string
+		jobs         int
+	)
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build hull's tuned kernel from Debian's linux-source package (cached)",
+		Long: `Build the tuned kernel: Debian's linux-source-6.1 (installed with apt-get
+when missing), hull's patches, make tinyconfig plus hull's config fragment,
+a check that every option of the fragment stuck, and a build with all cores.
+The kernel lands in the kernel store as one more bundle; make it the default
+with hull kernel default tuned. A second build with the same source version,
+fragment and patches returns the stored kernel at once.`,
+		Example: `  hull kernel build
+  hull kernel build --force
+  hull build ./server --kernel tuned`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, kernels, err := stores()
+			if err != nil {
+				return err
+			}
+			frag := hullkernel.Fragment()
+			if fragmentFile != "" {
+				if frag, err = os.ReadFile(fragmentFile); err != nil {
+					return fmt.Errorf("--fragment: %w", err)
+				}
+			}
+			var patches []kernelbuild.Patch
+			if patchesDir != "" {
+				names, err := filepath.Glob(filepath.Join(patchesDir, "*.patch"))
+				if err != nil {
+					return fmt.Errorf("--patches: %w", err)
+				}
+				sort.Strings(names)
+				for _, n := range names {
+					data, err := os.ReadFile(n)
+					if err != nil {
+						return fmt.Errorf("--patches: %w", err)
+					}
+					patches = append(patches, kernelbuild.Patch{Name: filepath.Base(n), Data: data})
+				}
+			} else {
+				for _, p := range hullkernel.Patches() {
+					patches = append(patches, kernelbuild.Patch{Name: p.Name, Data: p.Data})
+				}
+			}
+			if workDir == "" {
+				cache, err := os.UserCacheDir()
+				if err != nil {
+					return fmt.Errorf("finding a work directory: %w (give --work-dir)", err)
+				}
+				workDir = filepath.Join(cache, "hull", "kernel-build")
+			}
+			pr := newProgressPrinter(env.Stderr)
+			res, err := kernelbuild.Build(cmd.Context(), kernelbuild.Options{
+				Store: kernels, Name: name, Fragment: frag, Patches: patches,
+				WorkDir: workDir, Force: force, Jobs: jobs, Progress: pr.event,
+			})
+			pr.done()
+			if err != nil {
+				var be *kernelbuild.BuildError
+				if errors.As(err, &be) && len(be.Tail) > 0 {
+					fmt.Fprintf(env.Stderr, "hull: last lines of %s:\n", be.Step)
+					for _, l := range be.Tail {
+						fmt.Fprintln(env.Stderr, "  "+l)
+					}
+				}
+				return err
+			}
+			b := res.Bundle
+			if asJSON {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					*kernel.Bundle
+					Digest string `json:"digest"`
+					Cached bool   `json:"cached"`
+				}{b, b.Digest, res.Cached})
+			}
+			how := fmt.Sprintf("built in %s", res.Took.Round(time.Second))
+			if res.Cached {
+				how = fmt.Sprintf("cached (%s unchanged)", kernelbuild.SourcePackage+" "+res.SourceVersion+", fragment and patches")
+			}
+			def, _ := kernels.Default()
+			mark := ""
+			if def == b.Digest {
+				mark = " (default)"
+			}
+			fmt.Fprintf(env.Stdout, "%s %s: %s %s, drivers built in, %s%s\n", b.Name, short(b.Digest), b.Release, humanBytes(b.KernelSize), how, mark)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&asJSON, "json", false, "print the bundle as JSON")
+	fl.BoolVar(&force, "force", false, "rebuild from a clean tree even when the store has this kernel")
+	fl.StringVar(&name, "name", kernelbuild.DefaultName, "bundle name")
+	fl.StringVar(&fragmentFile, "fragment", "", "config fragment to use instead of the built-in kernel/hull.config")
+	fl.StringVar(&patchesDir, "patches", "", "directory of *.patch files to use instead of the built-in kernel/patches")
+	fl.StringVar(&workDir, "work-dir", "", "where the source is unpacked and built, about 2 GB (default $XDG_CACHE_HOME/hull/kernel-build)")
+	fl.IntVarP(&jobs, "jobs", "j", 0, "parallel compile jobs (default: all CPUs)")
+	return cmd
+}
+
+// progressPrinter shows build progress: one rewritten line on a
+// terminal, otherwise a line per stage and per tenth of the compile.
+type progressPrinter struct {
+	w         io.Writer
+	tty       bool
+	stage     string
+	lastTenth int
+	lastDraw  time.Time
+	drawn     bool
+}
+
+func newProgressPrinter(w io.Writer) *progressPrinter {
+	p := &progressPrinter{w: w, lastTenth: -1}
+	if f, ok := w.(*os.File); ok {
+		p.tty = isTerminal(f)
+	}
+	return p
+}
+
+func (p *progressPrinter) event(e kernelbuild.Event) {
+	pct := ""
+	if e.Frac >= 0 {
+		pct = fmt.Sprintf(" %3.0f%%", e.Frac*100)
+	}
+	if p.tty {
+		if e.Stage == p.stage && time.Since(p.lastDraw) < 100*time.Millisecond {
+			return
+		}
+		p.stage, p.lastDraw, p.drawn = e.Stage, time.Now(), true
+		line := fmt.Sprintf("hull: kernel %s%s: %s", e.Stage, pct, e.Msg)
+		if len(line) > 100 {
+			line = line[:100]
+		}
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		return
+	}
+	if e.Stage != p.stage {
+		p.stage, p.lastTenth = e.Stage, -1
+		fmt.Fprintf(p.w, "hull: kernel %s: %s\n", e.Stage, e.Msg)
+		return
+	}
+	if e.Frac >= 0 {
+		if tenth := int(e.Frac * 10); tenth > p.lastTenth {
+			p.lastTenth = tenth
+			fmt.Fprintf(p.w, "hull: kernel %s%s\n", e.Stage, pct)
+		}
+	}
+}
+
+func (p *progressPrinter) done() {
+	if p.tty && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
 }

@@ -35,6 +35,7 @@ func newRunCmd(env Env) *cobra.Command {
 		verbose     bool
 		specFile    string
 		compressed  bool
+		kernelArgs  []string
 		eventsFile  string
 		network     string
 		flowLog     string
@@ -166,7 +167,7 @@ killing the VM; a second Ctrl-C kills at once.`,
 				MemoryMiB: mem >> 20, CPUs: cpus, Ports: ports, Env: envList,
 				Accel: accel, Verbose: verbose, StopTimeout: stopTimeout,
 				Stdout: env.Stdout, Stderr: env.Stderr, Log: env.Stderr, Kill: kill,
-				RuntimeDir: dirs.Runtime(), KeepCompressed: compressed,
+				RuntimeDir: dirs.Runtime(), KeepCompressed: compressed, KernelArgs: kernelArgs,
 				Network: network, Egress: egress, DNSUpstream: dnsUp, FlowLog: flowWriter(flows),
 			})
 			return runOutcome(env, res, err)
@@ -182,6 +183,7 @@ killing the VM; a second Ctrl-C kills at once.`,
 	fl.StringVar(&network, "network", runner.NetworkGateway, "guest network: gateway (zero-trust: egress only by --allow rules) or user (QEMU's, no egress at all)")
 	fl.StringVar(&flowLog, "flow-log", "", "append the gateway's flow log (JSON lines) to this file (default: $XDG_STATE_HOME/hull/flows/IMAGE.jsonl)")
 	fl.StringVar(&eventsFile, "events", "", "append boot milestones (JSON lines, times since launch) to this file")
+	fl.StringArrayVar(&kernelArgs, "kernel-arg", nil, "append a word to the kernel command line (boot diagnostics, e.g. initcall_debug)")
 	fl.BoolVar(&compressed, "boot-compressed", false, "let the guest kernel decompress the initramfs (default: the host does, faster under emulation)")
 	return cmd
 }

@@ -557,9 +557,17 @@ func TestStoreGet(t *testing.T) {
 		if def, _ := s.Default(); def != c.Digest {
 			t.Errorf("a failed SetDefault changed the default to %s", def)
 		}
-		// With neither same-named bundle the default, the name is ambiguous.
+		// With neither same-named bundle the default, the name means the
+		// newest of them; when that cannot be told, it is ambiguous.
+		older, newer := time.Unix(1700000000, 0), time.Unix(1800000000, 0)
+		must(t, os.Chtimes(a.Dir, older, older))
+		must(t, os.Chtimes(b.Dir, newer, newer))
+		if got, err := s.Get("debian-" + testRelease); err != nil || got.Digest != b.Digest {
+			t.Errorf("Get(shared name) = %v, %v; want the newer %s", got, err, b.Digest)
+		}
+		must(t, os.Chtimes(a.Dir, newer, newer))
 		if _, err := s.Get("debian-" + testRelease); !errors.Is(err, ErrAmbiguous) {
-			t.Errorf("Get(shared name) = %v, want ErrAmbiguous", err)
+			t.Errorf("Get(shared name, same age) = %v, want ErrAmbiguous", err)
 		}
 	})
 	t.Run("corrupt bundle", func(t *testing.T) {
@@ -630,7 +638,7 @@ func TestAdd(t *testing.T) {
 		err                                  string
 	}{
 		{"bzImage with config", "hull-tuned", "6.1.99-hull", bz, config, "vmlinuz", ""},
-		{"ELF kernel", "hull-pvh", "6.1.99-hull", elfKernel, "", "vmlinux", ""},
+		{"ELF kernel", "hull-pvh", "6.1.99-hull", elfKernel, "", "vmlinux.zst", ""},
 		{"empty name", "", "6.1", bz, "", "", "empty kernel name"},
 		{"name with slash", "a/b", "6.1", bz, "", "", "use letters, digits"},
 		{"hex name", "abcdef12", "6.1", bz, "", "", "looks like a digest"},
@@ -667,9 +675,20 @@ func TestAdd(t *testing.T) {
 			}
 			data, err := os.ReadFile(got.KernelPath())
 			must(t, err)
+			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != b.KernelSHA256 {
+				t.Error("stored kernel does not hash to kernel_sha256")
+			}
 			want, _ := os.ReadFile(tt.kernel)
-			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != b.KernelSHA256 || string(data) != string(want) {
-				t.Error("stored kernel differs from the source")
+			if sum := sha256.Sum256(want); hex.EncodeToString(sum[:]) != b.SourceSHA256 {
+				t.Errorf("source_sha256 = %s, not the hash of what was added", b.SourceSHA256)
+			}
+			// What QEMU is given is the kernel that was added, byte for byte.
+			boot, err := got.BootKernel(t.TempDir())
+			must(t, err)
+			booted, err := os.ReadFile(boot)
+			must(t, err)
+			if string(booted) != string(want) {
+				t.Error("the kernel handed to QEMU differs from the source")
 			}
 		})
 	}

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Store is a directory of kernel bundles, e.g. $XDG_DATA_HOME/hull/kernels.
@@ -128,7 +130,7 @@ func loadBundle(dir, digest string) (*Bundle, error) {
 // checkPaths rejects a bundle.json whose file names would reach outside
 // the bundle: Verify and the runner open them.
 func (b *Bundle) checkPaths() error {
-	if b.Kernel != kernelFile && b.Kernel != vmlinuxFile {
+	if b.Kernel != kernelFile && b.Kernel != vmlinuxFile && b.Kernel != vmlinuxZstFile {
 		return fmt.Errorf("unexpected kernel file %q", b.Kernel)
 	}
 	if b.Config != "" && b.Config != configFile {
@@ -174,6 +176,30 @@ func (s *Store) Get(ref string) (*Bundle, error) {
 	return resolve(bundles, broken, ref, s.Dir, def)
 }
 
+// newest returns the bundle whose directory was created last, or nil when
+// that is not clear-cut.
+func newest(bs []*Bundle) *Bundle {
+	var best *Bundle
+	var bestT time.Time
+	tie := false
+	for _, b := range bs {
+		st, err := os.Stat(b.Dir)
+		if err != nil {
+			return nil
+		}
+		switch t := st.ModTime(); {
+		case best == nil || t.After(bestT):
+			best, bestT, tie = b, t, false
+		case t.Equal(bestT):
+			tie = true
+		}
+	}
+	if tie {
+		return nil
+	}
+	return best
+}
+
 // resolve matches ref against loaded bundles (and the digests of broken
 // ones, so a broken bundle asked for by digest reports why it is broken).
 func resolve(bundles []*Bundle, broken map[string]error, ref, dir, def string) (*Bundle, error) {
@@ -202,6 +228,11 @@ func resolve(bundles []*Bundle, broken map[string]error, ref, dir, def string) (
 			if b.Digest == def {
 				return b, nil
 			}
+		}
+		// Otherwise the name means the newest of them, as a tag moves to
+		// the latest build (hull kernel build after a recipe change).
+		if b := newest(named); b != nil {
+			return b, nil
 		}
 	}
 	switch {
@@ -501,6 +532,24 @@ func writeHashed(path string, r io.Reader) (hashedFile, error) {
 	return hashedFile{sum: hex.EncodeToString(h.Sum(nil)), size: cr.n}, nil
 }
 
+// compressed streams r through zstd at its best ratio, single-threaded
+// so the same input always gives the same bytes (the bundle digest
+// depends on them).
+func compressed(r io.Reader) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		enc, err := zstd.NewWriter(pw, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+		if err == nil {
+			_, err = io.Copy(enc, r)
+			if cerr := enc.Close(); err == nil {
+				err = cerr
+			}
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
 type countReader struct {
 	r io.Reader
 	n int64
@@ -585,10 +634,19 @@ func (s *Store) add(ctx context.Context, k Built) (*Bundle, error) {
 	kname := kernelFile
 	var magic [4]byte
 	if _, err := io.ReadFull(kf, magic[:]); err == nil && string(magic[:]) == elf.ELFMAG {
-		kname = vmlinuxFile
+		kname = vmlinuxZstFile
 	}
 	if _, err := kf.Seek(0, io.SeekStart); err != nil {
 		return nil, err
+	}
+	srcHash := sha256.New()
+	var src io.Reader = io.TeeReader(ctxReader{ctx, kf}, srcHash)
+	unpacked := &countReader{r: src}
+	src = unpacked
+	if kname == vmlinuxZstFile {
+		zr := compressed(unpacked)
+		defer zr.Close() // ends the compressor early when the write fails
+		src = zr
 	}
 
 	root, tmp, err := s.newTemp()
@@ -597,13 +655,16 @@ func (s *Store) add(ctx context.Context, k Built) (*Bundle, error) {
 	}
 	b := &Bundle{Name: k.Name, Release: k.Release, Source: filepath.Base(kernelPath), Kernel: kname, Modules: []Module{}, Builtin: true,
 		BuildKey: k.BuildKey, Boot: k.Boot}
-	ks, err := writeHashed(filepath.Join(tmp, kname), ctxReader{ctx, kf})
+	ks, err := writeHashed(filepath.Join(tmp, kname), src)
 	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
 	b.KernelSHA256, b.KernelSize = ks.sum, ks.size
-	b.SourceSHA256 = ks.sum
+	if kname == vmlinuxZstFile {
+		b.KernelUnpacked = unpacked.n
+	}
+	b.SourceSHA256 = hex.EncodeToString(srcHash.Sum(nil))
 	if k.Source != "" {
 		b.Source, b.SourceSHA256 = k.Source, k.SourceSHA256
 	}

@@ -65,6 +65,9 @@ type Options struct {
 	// kernel decompress it; by default the host decompresses it first,
 	// which is faster under emulation.
 	KeepCompressed bool
+	// KernelArgs are appended to the kernel command line last (boot
+	// measurements such as initcall_debug; not part of any image).
+	KernelArgs []string
 	// Network picks the guest's network: NetworkGateway (default), the
 	// zero-trust gateway, or NetworkUser, QEMU's user network with no
 	// egress at all (kept for comparison and as a fallback).
@@ -202,6 +205,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		socks[name] = l
 	}
 
+	kernelFile, err := o.Kernel.BootKernel(dir)
+	if err != nil {
+		return nil, err
+	}
+
 	cmdline := []string{"console=ttyS0", "panic=-1", "reboot=t"}
 	if o.Verbose {
 		cmdline = append(cmdline, "hull.verbose=1")
@@ -212,9 +220,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
 	}
 	cmdline = append(cmdline, o.Kernel.Boot.Cmdline...) // the kernel bundle's own boot hints
+	cmdline = append(cmdline, o.KernelArgs...)
 	cfg := qemu.Config{
 		Binary: bin, Accel: accel, Name: o.Name,
-		Kernel: o.Kernel.KernelPath(), Initrd: initrd, Cmdline: strings.Join(cmdline, " "),
+		Kernel: kernelFile, Initrd: initrd, Cmdline: strings.Join(cmdline, " "),
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, NoACPI: o.Kernel.Boot.NoACPI,
 		ControlSock: socks["ctl"].Addr().String(),
 		Net:         qemu.NetUser, GuestIP: manifest.GuestIP, AppDisk: o.AppDisk,

@@ -3,7 +3,9 @@
 // ports, stops, and that every attack from inside the guest fails.
 //
 // Prerequisites: qemu-system-x86_64, gcc, a kernel bundle in hull's store
-// (`make kernel`), redis-server. Outside CI a missing one skips with the
+// (`make kernel`), redis-server. The store's default kernel boots every
+// VM unless HULL_E2E_KERNEL names another bundle (`make test` runs the
+// suite with HULL_E2E_KERNEL=tuned, then on the Debian kernel). Outside CI a missing one skips with the
 // reason; with CI=true it fails, because a suite that skipped did not run.
 package e2e
 
@@ -74,7 +76,8 @@ func runMain(m *testing.M) int {
 }
 
 // prepareHome points the test's store at the user's kernel bundles (read
-// only) and returns why VMs cannot run, or "".
+// only; with HULL_E2E_KERNEL set, at copies with that bundle as the
+// default) and returns why VMs cannot run, or "".
 func prepareHome(home string) string {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
@@ -95,10 +98,69 @@ func prepareHome(home string) string {
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return err.Error()
 	}
+	if want := os.Getenv("HULL_E2E_KERNEL"); want != "" {
+		return selectKernel(kernels, home, want)
+	}
 	if err := os.Symlink(kernels, filepath.Join(home, "kernels")); err != nil {
 		return err.Error()
 	}
 	return ""
+}
+
+// selectKernel gives the test home its own kernel store, the user's
+// bundles hard-linked (or copied) in, with HULL_E2E_KERNEL (a bundle name
+// or digest, e.g. tuned) as its default: every image the tests build, by
+// hull build or by hull run PROGRAM, then boots that kernel. The user's
+// own default is left alone.
+func selectKernel(src, home, want string) string {
+	dst := filepath.Join(home, "kernels")
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err.Error()
+	}
+	for _, e := range ents {
+		if !e.IsDir() || len(e.Name()) != 64 {
+			continue
+		}
+		if err := linkTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return fmt.Sprintf("copying kernel bundle %s: %v", e.Name(), err)
+		}
+	}
+	// The user's default decides between bundles of the same name.
+	if def, err := os.ReadFile(filepath.Join(src, "default")); err == nil {
+		if err := os.WriteFile(filepath.Join(dst, "default"), def, 0o644); err != nil {
+			return err.Error()
+		}
+	}
+	cmd := exec.Command(hullBin, "kernel", "default", want)
+	cmd.Env = append(os.Environ(), "HULL_HOME="+home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Sprintf("HULL_E2E_KERNEL=%s is not in %s (build it with make kernel-tuned): %s", want, src, strings.TrimSpace(string(out)))
+	}
+	return ""
+}
+
+// linkTree recreates the directory src at dst with hard links, copying
+// files when linking fails (another filesystem).
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		if os.Link(p, to) == nil {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, data, 0o644)
+	})
 }
 
 func requireVM(t *testing.T) {

@@ -1,0 +1,86 @@
+package kernelbuild
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hullvm/hull/internal/kernel"
+)
+
+// fakeSystem answers version queries and records what the build asked
+// for beyond them.
+type fakeSystem struct {
+	installed string
+	asked     []string
+}
+
+var errStop = errors.New("stop: the test only checks the cache")
+
+func (f *fakeSystem) sourceVersion(context.Context, string) (string, string, error) {
+	return f.installed, "", nil
+}
+
+func (f *fakeSystem) missing(_ context.Context, pkgs []string) ([]string, error) {
+	f.asked = append(f.asked, "missing")
+	return nil, errStop
+}
+
+func (f *fakeSystem) install(context.Context, []string, func(Event)) error {
+	f.asked = append(f.asked, "install")
+	return errStop
+}
+
+func TestBuildCache(t *testing.T) {
+	store := &kernel.Store{Dir: filepath.Join(t.TempDir(), "kernels")}
+	frag := []byte("CONFIG_A=y\n")
+	patches := []Patch{{Name: "0001-x.patch", Data: []byte("x")}}
+	img := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(img, []byte("\x7fELF not really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := store.AddBuilt(context.Background(), kernel.Built{
+		Name: "tuned", Release: "6.1.192-hull", Kernel: img,
+		BuildKey: Key("6.1.192-3", frag, patches), Boot: kernel.Boot{NoACPI: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		version string
+		frag    []byte
+		force   bool
+		bundle  string
+		cached  bool
+	}{
+		{"same inputs: instant", "6.1.192-3", frag, false, "tuned", true},
+		{"another source version", "6.1.193-1", frag, false, "tuned", false},
+		{"another fragment", "6.1.192-3", []byte("CONFIG_A=n\n"), false, "tuned", false},
+		{"another bundle name", "6.1.192-3", frag, false, "tuned2", false},
+		{"forced", "6.1.192-3", frag, true, "tuned", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sys := &fakeSystem{installed: tt.version}
+			b := &builder{sys: sys, o: Options{Store: store, Name: tt.bundle, Fragment: tt.frag, Patches: patches, WorkDir: t.TempDir(), Force: tt.force}}
+			start := time.Now()
+			res, err := b.build(context.Background(), start)
+			if tt.cached {
+				if err != nil || !res.Cached || res.Bundle.Digest != stored.Digest || len(sys.asked) != 0 {
+					t.Fatalf("build() = %+v, %v (asked %v); want the stored bundle, nothing else asked", res, err, sys.asked)
+				}
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("a cache hit took %v", d)
+				}
+				return
+			}
+			if !errors.Is(err, errStop) {
+				t.Fatalf("build() err = %v, want it to go on to building (errStop)", err)
+			}
+		})
+	}
+}
