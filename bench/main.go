@@ -88,9 +88,17 @@ func (b *bench) hull(args ...string) (string, string, error) {
 }
 
 func (b *bench) run() error {
+	// The demo server as `go build` makes it (dynamic: os/user uses cgo)
+	// and as Go servers usually ship (CGO_ENABLED=0, static).
 	goServer := filepath.Join(b.tmp, "hello-server")
+	goStatic := filepath.Join(b.tmp, "hello-static")
 	if out, err := exec.Command("go", "build", "-trimpath", "-o", goServer, "./examples/hello-server").CombinedOutput(); err != nil {
 		return fmt.Errorf("building the Go server: %v\n%s", err, out)
+	}
+	static := exec.Command("go", "build", "-trimpath", "-o", goStatic, "./examples/hello-server")
+	static.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := static.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the static Go server: %v\n%s", err, out)
 	}
 	kernelList := []string{""}
 	if *kernels != "" {
@@ -105,7 +113,7 @@ func (b *bench) run() error {
 			label = "default kernel"
 		}
 		fmt.Printf("== kernel: %s\n", label)
-		if err := b.buildSection(goServer, k); err != nil {
+		if err := b.buildSection(goServer, goStatic, k); err != nil {
 			return err
 		}
 		if err := b.bootSection(k); err != nil {
@@ -232,10 +240,10 @@ type sizes struct {
 	} `json:"summary"`
 }
 
-func (b *bench) buildSection(goServer, kernel string) error {
+func (b *bench) buildSection(goServer, goStatic, kernel string) error {
 	fmt.Println("-- build (warm: median of 5 after one untimed build)")
-	fmt.Printf("%-16s %10s %14s %14s %14s %7s %6s\n", "app", "build ms", "image", "image+kernel", "hull adds", "files", "progs")
-	apps := []struct{ name, prog string }{{"go-server", goServer}, {"redis-server", "/usr/bin/redis-server"}}
+	fmt.Printf("%-16s %10s %12s %12s %14s %12s %7s %6s\n", "app", "build ms", "program", "image", "image+kernel", "hull adds", "files", "progs")
+	apps := []struct{ name, prog string }{{"go-server", goServer}, {"go-static", goStatic}, {"redis-server", "/usr/bin/redis-server"}}
 	for _, a := range apps {
 		if _, err := os.Stat(a.prog); err != nil {
 			fmt.Printf("%-16s (skipped: %s not found)\n", a.name, a.prog)
@@ -265,13 +273,17 @@ func (b *bench) buildSection(goServer, kernel string) error {
 			return err
 		}
 		ksize := b.kernelSize(s.Manifest.Kernel.Digest)
-		fmt.Printf("%-16s %10.1f %14s %14s %14s %7d %6d\n", a.name, median(times), mib(s.Size), mib(s.Size+ksize), mib(s.Summary.HullBytes), s.Summary.Files, len(s.Summary.Programs))
+		var progSize int64
+		if st, err := os.Stat(a.prog); err == nil {
+			progSize = st.Size()
+		}
+		fmt.Printf("%-16s %10.1f %12s %12s %14s %12s %7d %6d\n", a.name, median(times), mib(progSize), mib(s.Size), mib(s.Size+ksize), mib(s.Summary.HullBytes), s.Summary.Files, len(s.Summary.Programs))
 	}
 	return nil
 }
 
 func (b *bench) kernelSize(digest string) int64 {
-	for _, name := range []string{"vmlinuz", "vmlinux"} {
+	for _, name := range []string{"vmlinuz", "vmlinux", "vmlinux.zst"} {
 		if st, err := os.Stat(filepath.Join(b.home, "kernels", digest, name)); err == nil {
 			return st.Size()
 		}
@@ -280,12 +292,36 @@ func (b *bench) kernelSize(digest string) int64 {
 }
 
 func (b *bench) bootSection(kernel string) error {
-	fmt.Printf("-- boot: go-server, launch → first HTTP 200 (%d runs)\n", *runs)
+	for _, app := range []string{"go-server", "go-static"} {
+		if err := b.bootApp(app); err != nil {
+			return err
+		}
+	}
+	if !*quick {
+		lo, hi := 16, 128
+		for lo < hi {
+			mid := (lo + hi) / 2
+			r, err := b.bootOnce("go-server", mid, false)
+			if err == nil && r.firstOK > 0 {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		fmt.Printf("smallest --memory at which go-server serves: %d MiB\n", lo)
+	}
+	return nil
+}
+
+// bootApp boots app *runs times and reports launch → first HTTP 200 and
+// where the time went.
+func (b *bench) bootApp(app string) error {
+	fmt.Printf("-- boot: %s, launch of hull run → first HTTP 200 (%d runs)\n", app, *runs)
 	var totals []float64
 	stages := map[string][]float64{}
 	var rss []float64
 	for i := 0; i < *runs; i++ {
-		r, err := b.bootOnce("go-server", 0, true)
+		r, err := b.bootOnce(app, 0, true)
 		if err != nil {
 			return err
 		}
@@ -298,7 +334,7 @@ func (b *bench) bootSection(kernel string) error {
 		}
 	}
 	fmt.Printf("launch → first 200: min %.0f ms, median %.0f ms, max %.0f ms\n", minf(totals), median(totals), maxf(totals))
-	fmt.Println("where the time goes (median ms since launch; guest stages from the init's own clock):")
+	fmt.Println("where the time goes (median ms since QEMU started; the rest before it is hull's own start):")
 	for _, st := range []string{"qemu", "init", "modules-start", "modules", "network", "root", "started", "listening", "exit"} {
 		if v, ok := stages[st]; ok {
 			fmt.Printf("  %-14s %8.0f\n", st, median(v))
@@ -309,19 +345,6 @@ func (b *bench) bootSection(kernel string) error {
 	}
 	if len(rss) > 0 {
 		fmt.Printf("QEMU RSS while serving: median %.0f MiB\n", median(rss))
-	}
-	if !*quick {
-		lo, hi := 24, 128
-		for lo < hi {
-			mid := (lo + hi) / 2
-			r, err := b.bootOnce("go-server", mid, false)
-			if err == nil && r.firstOK > 0 {
-				hi = mid
-			} else {
-				lo = mid + 1
-			}
-		}
-		fmt.Printf("smallest --memory that serves: %d MiB\n", lo)
 	}
 	return nil
 }

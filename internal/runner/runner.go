@@ -188,6 +188,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	tscCh := make(chan int64, 1)
 	go func() { tscCh <- qemu.TSCkHz() }()
+	// Unpacking the kernel and the initramfs are the host's two biggest
+	// jobs before QEMU starts; they overlap.
+	type unpacked struct {
+		path string
+		err  error
+	}
+	kernelCh := make(chan unpacked, 1)
+	go func() {
+		p, err := o.Kernel.BootKernel(dir)
+		kernelCh <- unpacked{p, err}
+	}()
+	kernelFile := ""
+	defer func() {
+		if kernelFile == "" { // an early return: let the unpacking finish before dir goes
+			<-kernelCh
+		}
+	}()
 	initrd := o.Image
 	if !o.KeepCompressed {
 		initrd = filepath.Join(dir, "initrd")
@@ -205,10 +222,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		socks[name] = l
 	}
 
-	kernelFile, err := o.Kernel.BootKernel(dir)
-	if err != nil {
-		return nil, err
+	k := <-kernelCh
+	if k.err != nil {
+		kernelFile = "-"
+		return nil, k.err
 	}
+	kernelFile = k.path
 
 	cmdline := []string{"console=ttyS0", "panic=-1", "reboot=t"}
 	if o.Verbose {

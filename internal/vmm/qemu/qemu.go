@@ -91,6 +91,12 @@ func Args(cfg Config) []string {
 	}
 	if cfg.Accel == AccelKVM {
 		a = append(a, "-cpu", "host")
+	} else {
+		// TCG's default CPU model (qemu64) lacks features the kernel then
+		// works around at boot; with every feature TCG emulates, a kernel
+		// reaches init in about half the time (measured: 0.43 s → 0.20 s
+		// to the root mount on the tuned kernel).
+		a = append(a, "-cpu", "max")
 	}
 	a = append(a,
 		"-m", strconv.FormatInt(cfg.MemoryMiB, 10)+"M",
