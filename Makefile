@@ -46,8 +46,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=10s ./internal/spec
 	$(GO) test -run='^$$' -fuzz=FuzzResolve -fuzztime=10s ./internal/elfdeps
 
-bench: deps build kernel
-	$(GO) run ./bench
+# Numbers for both kernels, tuned first, in the same run.
+bench: deps build kernel kernel-tuned
+	deb="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)"; rel="$$(basename "$$deb" | sed 's/^linux-image-//; s/_.*//')"; \
+	$(GO) run ./bench -kernels "$$(cat $(BIN)/kernel-tuned.digest),debian-$$rel"
 
 # hull against a traditional Debian server VM, side by side (docs/compare.md).
 # Slow, so not part of make test. The first run builds the Debian root with
