@@ -522,8 +522,20 @@ func checkTarball(ctx context.Context, path, pkg string) (string, error) {
 	}
 	defer f.Close()
 	sh, m5 := sha256.New(), md5.New()
-	if _, err := io.Copy(io.MultiWriter(sh, m5), ctxReader{ctx, f}); err != nil {
-		return "", fmt.Errorf("reading %s: %w", path, err)
+	// Chunk by chunk, so a cancelled build stops within a read.
+	w, buf := io.MultiWriter(sh, m5), make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		w.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", path, err)
+		}
 	}
 	want, err := dpkgMD5(pkg, path)
 	if err != nil {
@@ -550,16 +562,4 @@ func dpkgMD5(pkg, path string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s lists no checksum for %s", list, path)
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

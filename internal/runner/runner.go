@@ -229,7 +229,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	kernelFile = k.path
 
-	cmdline := []string{"console=ttyS0", "panic=-1", "reboot=t"}
+	// Overcommit always: Go (hull-init and Go apps) reserves address
+	// space far beyond a small guest's RAM, which the default heuristic
+	// refuses before anything is touched; redis asks for it too. With one
+	// app per VM the OOM killer has nothing else to pick.
+	cmdline := []string{"console=ttyS0", "panic=-1", "reboot=t", "sysctl.vm.overcommit_memory=1"}
 	if o.Verbose {
 		cmdline = append(cmdline, "hull.verbose=1")
 	} else {
