@@ -182,7 +182,7 @@ files you add, hull's init and kernel modules — nothing else.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(res.Ref)
 			}
-			fmt.Fprintf(env.Stdout, "%s sha256:%s %s, %d files (%s)\n", res.Ref.Name, short(res.Ref.Digest),
+			fmt.Fprintf(env.Stdout, "%s sha256:%s %s, %d entries (%s)\n", res.Ref.Name, short(res.Ref.Digest),
 				humanBytes(res.Ref.Size), len(res.Manifest.Files), time.Since(start).Round(time.Millisecond))
 			return nil
 		},

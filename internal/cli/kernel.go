@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,7 +57,7 @@ func newKernelCmd(env Env) *cobra.Command {
 				return enc.Encode(rows)
 			}
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDIGEST\tKERNEL\tMODULES\tDEFAULT")
+			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tMODULES\tDEFAULT")
 			for _, b := range list {
 				mark := ""
 				if b.Digest == def {
@@ -101,6 +102,9 @@ func newKernelCmd(env Env) *cobra.Command {
 		Short: "Make a kernel bundle the default for new builds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(args[0]) == "" {
+				return errors.New("kernel default: give a kernel name or digest (hull kernel ls lists them)")
+			}
 			_, kernels, err := stores()
 			if err != nil {
 				return err
@@ -123,6 +127,7 @@ func newKernelCmd(env Env) *cobra.Command {
 func newKernelBuildCmd(env Env) *cobra.Command {
 	var (
 		asJSON       bool
+		quiet        bool
 		force        bool
 		name         string
 		fragmentFile string
@@ -197,6 +202,10 @@ fragment and patches returns the stored kernel at once.`,
 				return err
 			}
 			b := res.Bundle
+			if quiet {
+				fmt.Fprintln(env.Stdout, b.Digest)
+				return nil
+			}
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
@@ -221,6 +230,7 @@ fragment and patches returns the stored kernel at once.`,
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&asJSON, "json", false, "print the bundle as JSON")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "print only the bundle's digest")
 	fl.BoolVar(&force, "force", false, "rebuild from a clean tree even when the store has this kernel")
 	fl.StringVar(&name, "name", kernelbuild.DefaultName, "bundle name")
 	fl.StringVar(&fragmentFile, "fragment", "", "config fragment to use instead of the built-in kernel/hull.config")

@@ -103,13 +103,25 @@ func (f Flow) String() string {
 	return s
 }
 
-// Summary counts flows since Start.
+// Summary counts flows since Start: egress (the policy's business) and
+// ingress (connections through -p forwards) apart, and flows that were
+// let through but failed apart from those that worked.
 type Summary struct {
-	Allowed, Denied int
+	Allowed, Denied int // egress flows and DNS queries
+	// Failed are allowed egress flows whose dial failed (host refused, no
+	// route); they are also in Allowed.
+	Failed int
+	// Ingress counts connections and UDP associations through forwards;
+	// IngressFailed those the guest did not accept (nothing listening yet,
+	// or bound to its own loopback).
+	Ingress, IngressFailed int
 	// DeniedTo lists each denied target with its count, most frequent
 	// first, then by name.
 	DeniedTo []DeniedTarget
 }
+
+// Any reports whether there was any flow at all.
+func (s Summary) Any() bool { return s.Allowed+s.Denied+s.Ingress > 0 }
 
 // DeniedTarget is a denied destination and how often it was tried.
 type DeniedTarget struct {
@@ -117,22 +129,33 @@ type DeniedTarget struct {
 	Count  int
 }
 
-// String renders "3 flows allowed, 2 denied: tcp 169.254.169.254:80, dns
-// blocked.test (×2)".
+// String renders "egress: 3 allowed (1 failed), 2 denied: tcp
+// 169.254.169.254:80, dns blocked.test (×2); ingress: 6 connections (5 not
+// accepted by the guest)".
 func (s Summary) String() string {
-	out := fmt.Sprintf("%d %s allowed, %d denied", s.Allowed, plural(s.Allowed, "flow", "flows"), s.Denied)
-	if len(s.DeniedTo) == 0 {
-		return out
+	out := fmt.Sprintf("egress: %d allowed", s.Allowed)
+	if s.Failed > 0 {
+		out += fmt.Sprintf(" (%d failed)", s.Failed)
 	}
-	parts := make([]string, 0, len(s.DeniedTo))
-	for _, d := range s.DeniedTo {
-		if d.Count > 1 {
-			parts = append(parts, fmt.Sprintf("%s (×%d)", d.Target, d.Count))
-		} else {
-			parts = append(parts, d.Target)
+	out += fmt.Sprintf(", %d denied", s.Denied)
+	if len(s.DeniedTo) > 0 {
+		parts := make([]string, 0, len(s.DeniedTo))
+		for _, d := range s.DeniedTo {
+			if d.Count > 1 {
+				parts = append(parts, fmt.Sprintf("%s (×%d)", d.Target, d.Count))
+			} else {
+				parts = append(parts, d.Target)
+			}
+		}
+		out += ": " + strings.Join(parts, ", ")
+	}
+	if s.Ingress > 0 {
+		out += fmt.Sprintf("; ingress: %d %s", s.Ingress, plural(s.Ingress, "connection", "connections"))
+		if s.IngressFailed > 0 {
+			out += fmt.Sprintf(" (%d not accepted by the guest)", s.IngressFailed)
 		}
 	}
-	return out + ": " + strings.Join(parts, ", ")
+	return out
 }
 
 func plural(n int, one, many string) string {
@@ -144,12 +167,11 @@ func plural(n int, one, many string) string {
 
 // recorder writes the flow log and keeps the summary.
 type recorder struct {
-	mu      sync.Mutex
-	w       io.Writer
-	onDeny  func(Flow)
-	allowed int
-	denied  map[string]int
-	nDenied int
+	mu     sync.Mutex
+	w      io.Writer
+	onDeny func(Flow)
+	sum    Summary // counts only; DeniedTo is built from denied
+	denied map[string]int
 }
 
 func newRecorder(w io.Writer, onDeny func(Flow)) *recorder {
@@ -162,11 +184,20 @@ func (r *recorder) record(f Flow) {
 		line = append(line, '\n')
 	}
 	r.mu.Lock()
-	if f.Verdict == Deny {
-		r.nDenied++
+	switch {
+	case f.Direction == Ingress:
+		r.sum.Ingress++
+		if f.Error != "" {
+			r.sum.IngressFailed++
+		}
+	case f.Verdict == Deny:
+		r.sum.Denied++
 		r.denied[f.Target()]++
-	} else {
-		r.allowed++
+	default:
+		r.sum.Allowed++
+		if f.Error != "" {
+			r.sum.Failed++
+		}
 	}
 	if r.w != nil && err == nil {
 		r.w.Write(line) // a failing log must not stop the network
@@ -180,7 +211,8 @@ func (r *recorder) record(f Flow) {
 func (r *recorder) summary() Summary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Summary{Allowed: r.allowed, Denied: r.nDenied}
+	s := r.sum
+	s.DeniedTo = nil
 	for t, n := range r.denied {
 		s.DeniedTo = append(s.DeniedTo, DeniedTarget{Target: t, Count: n})
 	}

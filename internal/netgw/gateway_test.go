@@ -438,7 +438,7 @@ func TestFlowLog(t *testing.T) {
 	if s.Allowed != 1 || s.Denied != 2 {
 		t.Errorf("Summary = %+v; want 1 allowed, 2 denied", s)
 	}
-	want := "1 flow allowed, 2 denied: dns blocked.test, tcp 169.254.169.254:80"
+	want := "egress: 1 allowed, 2 denied: dns blocked.test, tcp 169.254.169.254:80"
 	if got := s.String(); got != want {
 		t.Errorf("Summary.String() = %q; want %q", got, want)
 	}
@@ -532,5 +532,28 @@ func TestHostRulesNeedUpstream(t *testing.T) {
 	}
 	if err := env(); err == nil || !strings.Contains(err.Error(), "DNS upstream") {
 		t.Errorf("Start with host rules and no resolver = %v; want an error about the DNS upstream", err)
+	}
+}
+
+// Ingress through forwards and failed flows are counted apart from the
+// egress policy's verdicts, so a user reading the summary is not told a
+// refused curl was an allowed flow.
+func TestSummaryKeepsIngressAndFailuresApart(t *testing.T) {
+	r := newRecorder(nil, nil)
+	r.record(Flow{Direction: Ingress, Proto: "tcp", Verdict: Allow, Error: "guest: connection refused"})
+	r.record(Flow{Direction: Ingress, Proto: "tcp", Verdict: Allow})
+	r.record(Flow{Direction: Egress, Proto: "tcp", Verdict: Allow, Error: "dial: connection refused"})
+	r.record(Flow{Direction: Egress, Proto: "tcp", Verdict: Allow})
+	r.record(Flow{Direction: Egress, Proto: "tcp", Verdict: Deny, Remote: netip.MustParseAddrPort("169.254.169.254:80")})
+	s := r.summary()
+	if s.Allowed != 2 || s.Failed != 1 || s.Denied != 1 || s.Ingress != 2 || s.IngressFailed != 1 || !s.Any() {
+		t.Fatalf("summary = %+v", s)
+	}
+	want := "egress: 2 allowed (1 failed), 1 denied: tcp 169.254.169.254:80; ingress: 2 connections (1 not accepted by the guest)"
+	if got := s.String(); got != want {
+		t.Errorf("String() = %q\nwant       %q", got, want)
+	}
+	if (Summary{}).Any() {
+		t.Error("an empty summary says there were flows")
 	}
 }

@@ -267,7 +267,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer func() {
 			gw.Close()
-			if sum := gw.Summary(); sum.Allowed+sum.Denied > 0 {
+			if sum := gw.Summary(); sum.Any() {
 				fmt.Fprintf(o.Log, "hull: network: %s\n", sum)
 			}
 		}()

@@ -1,11 +1,13 @@
-// Package e2e boots real VMs (QEMU, the Debian cloud kernel, hull-init)
-// with real programs and checks what a user would: output, exit codes,
-// ports, stops, and that every attack from inside the guest fails.
+// Package e2e boots real VMs (QEMU, a kernel bundle from hull's store,
+// hull-init) with real programs and checks what a user would: output,
+// exit codes, ports, stops, and that every attack from inside the guest
+// fails.
 //
 // Prerequisites: qemu-system-x86_64, gcc, a kernel bundle in hull's store
 // (`make kernel`), redis-server. The store's default kernel boots every
-// VM unless HULL_E2E_KERNEL names another bundle (`make test` runs the
-// suite with HULL_E2E_KERNEL=tuned, then on the Debian kernel). Outside CI a missing one skips with the
+// VM unless HULL_E2E_KERNEL names another bundle by name or digest
+// (`make test` runs the suite on the tuned kernel's digest, then on the
+// Debian kernel). Outside CI a missing prerequisite skips with the
 // reason; with CI=true it fails, because a suite that skipped did not run.
 package e2e
 
