@@ -29,6 +29,11 @@ func loadModules(mods []string, logf func(string, ...any)) error {
 			return fmt.Errorf("loading module %s: %w", path.Base(p), err)
 		}
 		logf("loaded %s", path.Base(p))
+		// The file lives in the initramfs, i.e. in guest RAM, for the
+		// whole run unless it goes: the kernel holds its own copy now.
+		if err := os.Remove(p); err != nil {
+			logf("removing %s: %v", p, err)
+		}
 	}
 	return nil
 }
