@@ -158,6 +158,12 @@ func Plan(o Options) (*PlanResult, error) {
 		if o.Kernel, err = o.Kernels.Get(s.Kernel); err != nil {
 			return nil, err
 		}
+		// The modules are copied into the image from the stored bundle:
+		// one that no longer matches its digests must not seed an image
+		// (the runner re-checks the bundle, not modules already copied).
+		if err := o.Kernel.Verify(); err != nil {
+			return nil, fmt.Errorf("kernel %s: %w", o.Kernel.Name, err)
+		}
 	}
 	p := &PlanResult{Tree: image.NewTree(), Closure: c}
 	if c.Libc == "glibc" {

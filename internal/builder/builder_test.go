@@ -12,6 +12,7 @@ import (
 	"github.com/hullvm/hull/internal/builder"
 	"github.com/hullvm/hull/internal/elfdeps"
 	"github.com/hullvm/hull/internal/image"
+	"github.com/hullvm/hull/internal/kernel"
 	"github.com/hullvm/hull/internal/manifest"
 	"github.com/hullvm/hull/internal/spec"
 )
@@ -338,5 +339,30 @@ func TestBuildCancelled(t *testing.T) {
 	}
 	if refs, _ := o.Store.List(); len(refs) != 0 {
 		t.Errorf("store holds %d images after a cancelled build, want none", len(refs))
+	}
+}
+
+// A stored kernel bundle that no longer matches its digests does not
+// seed an image: its files would be copied in as they are.
+func TestPlanRefusesCorruptStoredKernel(t *testing.T) {
+	prog := goProgram(t)
+	store := &kernel.Store{Dir: filepath.Join(tempDir(t), "kernels")}
+	b, err := store.AddBuilt(context.Background(), kernel.Built{Name: "k", Release: "6.1.0-test", Kernel: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options(t, &spec.Spec{Program: prog})
+	o.Kernel, o.Kernels = nil, store
+	if _, err := builder.Plan(o); err != nil {
+		t.Fatalf("Plan with an intact bundle: %v", err)
+	}
+	f, err := os.OpenFile(b.KernelPath(), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0})
+	f.Close()
+	if _, err := builder.Plan(o); !errors.Is(err, kernel.ErrCorrupt) {
+		t.Fatalf("Plan with a tampered bundle = %v, want ErrCorrupt", err)
 	}
 }

@@ -47,6 +47,10 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if err == nil {
 		return 0
 	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(env.Stderr, "hull: stopped")
+		return 130
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
@@ -75,6 +79,28 @@ and boots it in its own VM where it cannot start other programs, load kernel
 modules, mount, trace, or write its root filesystem.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	// Every command but run (which stops its VM gracefully itself) is
+	// cancelled by the first interrupt: a kernel build or import stops and
+	// leaves the stores as they were. A second interrupt exits at once.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Name() == "run" || env.Signals == nil {
+			return nil
+		}
+		ctx, cancel := context.WithCancel(cmd.Context())
+		cmd.SetContext(ctx)
+		go func() {
+			select {
+			case s := <-env.Signals:
+				fmt.Fprintf(env.Stderr, "hull: %v: stopping (again to exit at once)\n", s)
+				cancel()
+			case <-ctx.Done():
+				return
+			}
+			<-env.Signals
+			os.Exit(130)
+		}()
+		return nil
+	}
 	root.AddCommand(
 		newBuildCmd(env),
 		newRunCmd(env),

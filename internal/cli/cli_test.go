@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,5 +89,39 @@ func TestImagesEmptyStoreJSON(t *testing.T) {
 	out, errs, code := run(t, "images", "--json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("images --json on an empty store = %q (stderr %q, exit %d), want []", out, errs, code)
+	}
+}
+
+// --kernel-arg passes boot diagnostics, one word each, and nothing that
+// replaces the init or root, reroutes the console or weakens security.
+func TestCheckKernelArgs(t *testing.T) {
+	for _, ok := range [][]string{nil, {"initcall_debug"}, {"loglevel=8", "printk.time=1", "tsc=reliable"}} {
+		if err := checkKernelArgs(ok); err != nil {
+			t.Errorf("checkKernelArgs(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range [][]string{
+		{"rdinit=/x"}, {"init=/bin/sh"}, {"root=/dev/vda"}, {"lsm=yama"}, {"landlock=0"}, {"LSM=yama"},
+		{"console=hvc0"}, {"panic=0"}, {"sysctl.vm.mmap_min_addr=0"}, {"hull.verbose=1"}, {"mitigations=off"},
+		{"quiet init=/x"}, {""}, {"a\tb"}, {"--"}, {strings.Repeat("x", 1100)},
+	} {
+		if err := checkKernelArgs(bad); err == nil {
+			t.Errorf("checkKernelArgs(%q) = nil, want a refusal", bad)
+		}
+	}
+}
+
+// hull's own failures in run exit 125, the app's statuses pass through.
+func TestRunFailuresExit125(t *testing.T) {
+	if err := asHullError(nil); err != nil {
+		t.Errorf("asHullError(nil) = %v", err)
+	}
+	var ee *exitError
+	if err := asHullError(errors.New("no image named x")); !errors.As(err, &ee) || ee.code != exitHullError {
+		t.Errorf("asHullError(plain) = %v, want exit %d", err, exitHullError)
+	}
+	app := &exitError{code: 3}
+	if err := asHullError(app); err != app {
+		t.Errorf("asHullError(app status) = %v, want it unchanged", err)
 	}
 }

@@ -109,11 +109,17 @@ killing the VM; a second Ctrl-C kills at once.`,
 				return fmt.Errorf("--memory %s: the kernel and init need at least %s", spec.Size(mem), spec.MinMemory)
 			}
 			cpus := o.CPUs
+			if cmd.Flags().Changed("cpus") && (cpus < 1 || cpus > 64) {
+				return fmt.Errorf("--cpus %d: must be between 1 and 64", cpus)
+			}
 			if cpus == 0 {
 				cpus = m.Runtime.CPUs
 			}
 			if cpus < 1 {
 				cpus = 1
+			}
+			if err := checkKernelArgs(kernelArgs); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
@@ -173,6 +179,11 @@ killing the VM; a second Ctrl-C kills at once.`,
 			return runOutcome(env, res, err)
 		},
 	}
+	// Whatever fails in hull itself, before or around the VM, exits 125,
+	// so a script can tell it from the app's own exit status.
+	inner := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, a []string) error { return asHullError(inner(c, a)) }
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return asHullError(err) })
 	f.register(cmd.Flags(), true)
 	fl := cmd.Flags()
 	fl.StringVarP(&specFile, "file", "f", "", "build from this hull.yaml, then run")
@@ -186,6 +197,52 @@ killing the VM; a second Ctrl-C kills at once.`,
 	fl.StringArrayVar(&kernelArgs, "kernel-arg", nil, "append a word to the kernel command line (boot diagnostics, e.g. initcall_debug)")
 	fl.BoolVar(&compressed, "boot-compressed", false, "let the guest kernel decompress the initramfs (default: the host does, faster under emulation)")
 	return cmd
+}
+
+// asHullError gives an error that carries no exit status of its own
+// hull's status for its own failures (125).
+func asHullError(err error) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: exitHullError, msg: oneLine(err.Error())}
+}
+
+// kernelArgRefused are command-line words --kernel-arg does not pass: they
+// would replace hull's init or root, switch off a security module or
+// hardening, or redirect the console and control channel. The flag is for
+// boot diagnostics; the lockdown is not the user's to waive by accident.
+var kernelArgRefused = []string{
+	"init=", "rdinit=", "root=", "rootfstype=", "rootflags=", "nfsroot=", "ip=",
+	"lsm=", "security=", "landlock", "apparmor", "selinux", "module.", "mitigations=",
+	"nosmap", "nosmep", "noexec", "nokaslr", "norandmaps", "console=", "earlycon", "panic",
+	"reboot=", "hull.", "sysctl.", "virtio_mmio.", "--",
+}
+
+// maxKernelArgs bounds what --kernel-arg adds: x86's command line holds
+// 2048 bytes and hull and QEMU's microvm need several hundred of them.
+const maxKernelArgs = 1024
+
+// checkKernelArgs refuses --kernel-arg values that are not one plain
+// diagnostic word each.
+func checkKernelArgs(args []string) error {
+	total := 0
+	for _, a := range args {
+		total += len(a) + 1
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == '"' || r > '~' }) {
+			return fmt.Errorf("--kernel-arg %q: give one word per flag, without spaces or quotes", a)
+		}
+		for _, p := range kernelArgRefused {
+			if strings.HasPrefix(strings.ToLower(a), p) {
+				return fmt.Errorf("--kernel-arg %s: refused (it would change hull's init, root, console or a security setting; the flag is for boot diagnostics such as initcall_debug)", a)
+			}
+		}
+	}
+	if total > maxKernelArgs {
+		return fmt.Errorf("--kernel-arg: %d bytes in all, more than the %d the kernel command line has room for", total, maxKernelArgs)
+	}
+	return nil
 }
 
 // runtimeEnv checks -e values; a bare KEY takes hull's own value.

@@ -65,6 +65,9 @@ type Options struct {
 	// kernel decompress it; by default the host decompresses it first,
 	// which is faster under emulation.
 	KeepCompressed bool
+	// BootTimeout is how long the guest's init has to say hello before
+	// the VM is killed as hung; DefaultBootTimeout when 0.
+	BootTimeout time.Duration
 	// KernelArgs are appended to the kernel command line last (boot
 	// measurements such as initcall_debug; not part of any image).
 	KernelArgs []string
@@ -78,6 +81,15 @@ type Options struct {
 	// FlowLog receives the gateway's flow log (JSON lines); may be nil.
 	FlowLog io.Writer
 }
+
+// DefaultBootTimeout is generous: a distribution kernel under software
+// emulation on a loaded machine boots in well under 20 s.
+const DefaultBootTimeout = 60 * time.Second
+
+// smallGuestMiB: below it, a guest that dies before its init is most
+// likely short of memory (the Debian kernel needs ~80 MiB, the tuned one
+// ~31 MiB with a Go server).
+const smallGuestMiB = 96
 
 // Networks.
 const (
@@ -377,11 +389,13 @@ type run struct {
 	o        Options
 	dir      string
 	launched time.Time
-	console  *tail
-	result   Result
-	gotExit  bool
-	startErr *StartError
-	warned   map[string]bool
+	// helloSeen: the init reached the host; bootTimedOut: it never did.
+	helloSeen, bootTimedOut bool
+	console                 *tail
+	result                  Result
+	gotExit                 bool
+	startErr                *StartError
+	warned                  map[string]bool
 }
 
 func (r *run) event(name string, uptime float64, detail string) {
@@ -497,6 +511,15 @@ func (r *run) boot(ctx context.Context, bin string, args []string, socks map[str
 	stopping := false
 	done := ctx.Done()
 	var qemuExit error
+	// A kernel that hangs before the init says hello (a bad command
+	// line, too little memory for it) would otherwise leave hull waiting
+	// in silence.
+	bootTimeout := r.o.BootTimeout
+	if bootTimeout == 0 {
+		bootTimeout = DefaultBootTimeout
+	}
+	bootTimer := time.NewTimer(bootTimeout)
+	defer bootTimer.Stop()
 loop:
 	for {
 		select {
@@ -505,7 +528,14 @@ loop:
 				msgs = nil
 				continue
 			}
+			if m.Type == control.TypeHello {
+				bootTimer.Stop()
+			}
 			r.handle(ctl, m)
+		case <-bootTimer.C:
+			fmt.Fprintf(r.o.Log, "hull: no word from the guest's init %v after launch: the kernel hung or could not start it (--verbose shows its console); killing the VM\n", bootTimeout)
+			r.bootTimedOut = true
+			cmd.Process.Kill()
 		case <-done:
 			done = nil
 			stopping = true
@@ -560,6 +590,12 @@ loop:
 	msg := strings.TrimSpace(qemuErr.String())
 	qemuErrMu.Unlock()
 	reason := "the VM stopped before the app reported an exit status"
+	if r.bootTimedOut {
+		reason = fmt.Sprintf("the guest did not boot within %v", bootTimeout)
+	} else if !r.helloSeen && r.o.MemoryMiB < smallGuestMiB {
+		// A kernel given too little memory dies before its console is up.
+		reason += fmt.Sprintf(" (the guest never reached its init: --memory %dM may be too small for kernel %s)", r.o.MemoryMiB, r.o.Kernel.Name)
+	}
 	if msg != "" {
 		reason += ": qemu: " + firstLine(msg)
 	} else if qemuExit != nil {
@@ -571,6 +607,7 @@ loop:
 func (r *run) handle(ctl *control.Conn, m control.Msg) {
 	switch m.Type {
 	case control.TypeHello:
+		r.helloSeen = true
 		r.event("init", m.Uptime, "")
 		ports := make([]int, 0, len(r.o.Ports))
 		for _, p := range r.o.Ports {
