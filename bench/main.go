@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hullvm/hull/internal/hostinfo"
 )
 
 var (
@@ -41,7 +43,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(b.tmp)
-	fmt.Printf("hull bench — %s — %s, %d cores, accelerator: %s\n\n", time.Now().Format("2006-01-02 15:04"), cpuModel(), runtime.NumCPU(), b.accel)
+	fmt.Printf("hull bench — %s — %s, %d cores, accelerator: %s\n\n", time.Now().Format("2006-01-02 15:04"), hostinfo.CPUModel(), runtime.NumCPU(), b.accel)
 	if err := b.run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -458,18 +460,6 @@ func qemuRSS(hullPID int) float64 {
 		}
 	}
 	return 0
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return runtime.GOARCH
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }

@@ -34,6 +34,7 @@ import (
 	"github.com/hullvm/hull/compare/internal/report"
 	"github.com/hullvm/hull/compare/internal/traditional"
 	"github.com/hullvm/hull/internal/dirs"
+	"github.com/hullvm/hull/internal/hostinfo"
 	"github.com/hullvm/hull/internal/kernel"
 	"github.com/hullvm/hull/internal/surface"
 	"github.com/hullvm/hull/internal/vmm/qemu"
@@ -142,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 	}
 	start := time.Now()
 	res := &report.Result{Started: start}
-	res.Host = report.Host{CPU: cpuModel(), Cores: runtime.NumCPU(), LoadStart: loadAvg()}
+	res.Host = report.Host{CPU: hostinfo.CPUModel(), Cores: runtime.NumCPU(), LoadStart: loadAvg()}
 	res.Setup = report.Setup{MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Runs: cfg.Runs, Requests: cfg.Requests}
 	tmp, err := os.MkdirTemp("", "hull-compare-")
 	if err != nil {
@@ -724,18 +725,6 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return runtime.GOARCH
 }
 
 func loadAvg() [3]float64 {
