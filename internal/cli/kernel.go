@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,7 +33,9 @@ func newKernelCmd(env Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, err := kernels.List()
+			// A damaged bundle is shown as such, not allowed to hide the
+			// others: ls is where one goes to find out what is wrong.
+			list, broken, err := kernels.Scan()
 			if err != nil {
 				return err
 			}
@@ -47,10 +48,15 @@ func newKernelCmd(env Env) *cobra.Command {
 					*kernel.Bundle
 					Digest  string `json:"digest"`
 					Default bool   `json:"default"`
+					Corrupt bool   `json:"corrupt,omitempty"`
+					Reason  string `json:"reason,omitempty"` // why it is corrupt and how to repair it
 				}
 				rows := []row{}
 				for _, b := range list {
 					rows = append(rows, row{Bundle: b, Digest: b.Digest, Default: b.Digest == def})
+				}
+				for _, b := range broken {
+					rows = append(rows, row{Digest: b.Digest, Default: b.Digest == def, Corrupt: true, Reason: b.Err.Error()})
 				}
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
@@ -58,18 +64,29 @@ func newKernelCmd(env Env) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tMODULES\tDEFAULT")
-			for _, b := range list {
-				mark := ""
-				if b.Digest == def {
-					mark = "*"
+			mark := func(digest string) string {
+				if digest == def {
+					return "*"
 				}
+				return ""
+			}
+			for _, b := range list {
 				mods := fmt.Sprint(len(b.Modules))
 				if b.Builtin {
 					mods = "built in"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, short(b.Digest), humanBytes(b.KernelSize), mods, mark)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, short(b.Digest), humanBytes(b.KernelSize), mods, mark(b.Digest))
 			}
-			return tw.Flush()
+			for _, b := range broken {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", "(corrupt)", short(b.Digest), "-", "-", mark(b.Digest))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, b := range broken {
+				fmt.Fprintf(env.Stderr, "hull: %v\n", b.Err)
+			}
+			return nil
 		},
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
@@ -149,6 +166,21 @@ fragment and patches returns the stored kernel at once.`,
   hull build ./server --kernel tuned`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Everything the flags can get wrong is refused here, not after
+			// minutes of compiling.
+			if err := kernel.CheckName(name); err != nil {
+				return fmt.Errorf("--name: %w", err)
+			}
+			if jobs < 0 {
+				return fmt.Errorf("--jobs %d: give a positive number, or 0 for all CPUs", jobs)
+			}
+			// An empty value given on purpose is a mistake (an unset
+			// variable in a script), not a request for the default.
+			for flag, v := range map[string]string{"work-dir": workDir, "patches": patchesDir, "fragment": fragmentFile} {
+				if cmd.Flags().Changed(flag) && strings.TrimSpace(v) == "" {
+					return fmt.Errorf("--%s is empty: give a path, or leave the flag out for the default", flag)
+				}
+			}
 			_, kernels, err := stores()
 			if err != nil {
 				return err
@@ -161,17 +193,8 @@ fragment and patches returns the stored kernel at once.`,
 			}
 			var patches []kernelbuild.Patch
 			if patchesDir != "" {
-				names, err := filepath.Glob(filepath.Join(patchesDir, "*.patch"))
-				if err != nil {
+				if patches, err = kernelbuild.LoadPatches(patchesDir); err != nil {
 					return fmt.Errorf("--patches: %w", err)
-				}
-				sort.Strings(names)
-				for _, n := range names {
-					data, err := os.ReadFile(n)
-					if err != nil {
-						return fmt.Errorf("--patches: %w", err)
-					}
-					patches = append(patches, kernelbuild.Patch{Name: filepath.Base(n), Data: data})
 				}
 			} else {
 				for _, p := range hullkernel.Patches() {
@@ -184,6 +207,11 @@ fragment and patches returns the stored kernel at once.`,
 					return fmt.Errorf("finding a work directory: %w (give --work-dir)", err)
 				}
 				workDir = filepath.Join(cache, "hull", "kernel-build")
+			}
+			// make runs in the source tree, so a relative O= would land
+			// somewhere else.
+			if workDir, err = filepath.Abs(workDir); err != nil {
+				return fmt.Errorf("--work-dir: %w", err)
 			}
 			pr := newProgressPrinter(env.Stderr)
 			res, err := kernelbuild.Build(cmd.Context(), kernelbuild.Options{

@@ -297,9 +297,20 @@ func (im *importer) onKernel(rel string, r io.Reader) error {
 	if im.kernel != nil {
 		return im.formatErr(fmt.Sprintf("holds two kernels (%s and %s); hull imports one per package", im.release, rel))
 	}
-	f, err := writeHashed(filepath.Join(im.tmp, kernelFile), r)
+	path := filepath.Join(im.tmp, kernelFile)
+	f, err := writeHashed(path, r)
 	if err != nil {
 		return fmt.Errorf("extract kernel: %w", err)
+	}
+	// A Debian amd64 kernel is always a bzImage; anything else under that
+	// name would become a bundle (and maybe the default) that never boots.
+	kf, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("extract kernel: %w", err)
+	}
+	defer kf.Close()
+	if err := checkBzImage(kf, f.size); err != nil {
+		return im.formatErr(fmt.Sprintf("boot/vmlinuz-%s %v: import an amd64 linux-image package", rel, err))
 	}
 	im.release, im.kernel = rel, &f
 	return nil

@@ -48,6 +48,42 @@ func elfModule(info string) []byte {
 	return buf.Bytes()
 }
 
+// fakeBzImage is the smallest file checkBzImage takes for an x86 kernel:
+// a setup header (boot flag, "HdrS", 4 setup sectors) then tag, padded to
+// minBzImage bytes. Different tags give different kernels.
+func fakeBzImage(tag string) []byte {
+	img := make([]byte, minBzImage)
+	img[bzSetupSects] = 4
+	binary.LittleEndian.PutUint16(img[bzBootFlag:], 0xaa55)
+	copy(img[bzHeaderMag:], "HdrS")
+	binary.LittleEndian.PutUint16(img[bzHeaderEnd:], 0x020f) // boot protocol 2.15
+	copy(img[5*512:], tag)
+	return img
+}
+
+// fakeVmlinux is a minimal x86-64 ELF executable with one loadable
+// segment holding tag: what checkELFKernel takes for a vmlinux.
+func fakeVmlinux(tag string) []byte {
+	const phOff = 64
+	dataOff := uint64(phOff + 56)
+	h := elf.Header64{
+		Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
+		Entry: 0x1000000, Phoff: phOff, Ehsize: 64, Phentsize: 56, Phnum: 1,
+	}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
+	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.LittleEndian, h)
+	binary.Write(&buf, binary.LittleEndian, elf.Prog64{
+		Type: uint32(elf.PT_LOAD), Flags: uint32(elf.PF_R | elf.PF_X), Off: dataOff,
+		Vaddr: 0x1000000, Paddr: 0x1000000, Filesz: uint64(len(tag)), Memsz: uint64(len(tag)), Align: 1,
+	})
+	buf.WriteString(tag)
+	return buf.Bytes()
+}
+
 // fakeMod is a module file in a synthetic package.
 type fakeMod struct {
 	path     string // under lib/modules/<release>/
@@ -120,7 +156,7 @@ func (d debSpec) tarFiles(t testing.TB) []tarFile {
 	var files []tarFile
 	add := func(name string, body []byte) { files = append(files, tarFile{name: "./" + name, body: body}) }
 	if !d.noKernel {
-		add("boot/vmlinuz-"+d.release, []byte("fake bzImage for "+d.release+strings.Repeat("\x00kernel", 100)))
+		add("boot/vmlinuz-"+d.release, fakeBzImage("fake bzImage for "+d.release))
 		add("boot/System.map-"+d.release, []byte("ffffffff81000000 T _stext\n"))
 	}
 	if !d.noConfig && !d.noKernel {

@@ -3,6 +3,8 @@ package kernel
 import (
 	"context"
 	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -99,7 +101,7 @@ func TestImportDeb(t *testing.T) {
 			if def, err := s.Default(); err != nil || def != b.Digest {
 				t.Errorf("Default() = %q, %v; want %q", def, err, b.Digest)
 			}
-			if got, want := storeEntries(t, s), sorted(b.Digest, "default"); !slices.Equal(got, want) {
+			if got, want := storeEntries(t, s), sorted(b.Digest, "default", "tags"); !slices.Equal(got, want) {
 				t.Errorf("store holds %v, want %v", got, want)
 			}
 			if got := b.ConfigValue("CONFIG_VIRTIO_MMIO"); got != "m" {
@@ -158,7 +160,7 @@ func TestImportDebFiles(t *testing.T) {
 	for _, m := range slices.Sorted(slices.Values(wantOrder)) {
 		want = append(want, d+"/modules/"+m+".ko -rw-r--r--")
 	}
-	want = append(want, d+"/vmlinuz -rw-r--r--", "default -rw-r--r--")
+	want = append(want, d+"/vmlinuz -rw-r--r--", "default -rw-r--r--", "tags drwxr-xr-x", "tags/"+b.Name+" -rw-r--r--")
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("store tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -191,7 +193,7 @@ func TestReimport(t *testing.T) {
 		if again.Digest != first.Digest {
 			t.Errorf("digest = %s, want %s", again.Digest, first.Digest)
 		}
-		if got, want := storeEntries(t, s), sorted(first.Digest, "default"); !slices.Equal(got, want) {
+		if got, want := storeEntries(t, s), sorted(first.Digest, "default", "tags"); !slices.Equal(got, want) {
 			t.Errorf("store holds %v, want %v", got, want)
 		}
 	})
@@ -205,7 +207,7 @@ func TestReimport(t *testing.T) {
 		if err := again.Verify(); err != nil {
 			t.Errorf("after re-import: %v", err)
 		}
-		if got, want := storeEntries(t, s), sorted(first.Digest, "default"); !slices.Equal(got, want) {
+		if got, want := storeEntries(t, s), sorted(first.Digest, "default", "tags"); !slices.Equal(got, want) {
 			t.Errorf("store holds %v, want %v", got, want)
 		}
 	})
@@ -233,7 +235,7 @@ func TestImportSweepsStaleTemp(t *testing.T) {
 	must(t, os.Chtimes(old, long, long))
 	b, err := s.ImportDeb(context.Background(), defaultSpec().write(t), nil)
 	must(t, err)
-	if got, want := storeEntries(t, s), sorted(b.Digest, "default", ".tmp-running"); !slices.Equal(got, want) {
+	if got, want := storeEntries(t, s), sorted(b.Digest, "default", ".tmp-running", "tags"); !slices.Equal(got, want) {
 		t.Errorf("store holds %v, want %v", got, want)
 	}
 }
@@ -321,9 +323,29 @@ func TestImportDebErrors(t *testing.T) {
 		}, []string{"no boot/vmlinuz-* inside", "not a linux-image package"}, nil},
 		{"two kernels", func(t *testing.T) string {
 			d := defaultSpec()
-			d.extra = []tarFile{{name: "./boot/vmlinuz-6.1.0-98-cloud-amd64", body: []byte("k")}}
+			d.extra = []tarFile{{name: "./boot/vmlinuz-6.1.0-98-cloud-amd64", body: fakeBzImage("k")}}
 			return d.write(t)
 		}, []string{"two kernels"}, nil},
+		{"kernel is a text file", func(t *testing.T) string {
+			d := defaultSpec()
+			d.noKernel = true
+			d.extra = []tarFile{{name: "./boot/vmlinuz-" + testRelease, body: []byte("hi")}}
+			return d.write(t)
+		}, []string{"boot/vmlinuz-" + testRelease + " is 2 bytes, too small for an x86 kernel"}, nil},
+		{"kernel without a boot header", func(t *testing.T) string {
+			d := defaultSpec()
+			d.noKernel = true
+			d.extra = []tarFile{{name: "./boot/vmlinuz-" + testRelease, body: make([]byte, 1<<20)}}
+			return d.write(t)
+		}, []string{"boot/vmlinuz-" + testRelease + ` is not an x86 kernel (bzImage): no "HdrS"`}, nil},
+		{"kernel is only a boot header", func(t *testing.T) string {
+			img := fakeBzImage("")
+			img[bzSetupSects] = 127 // setup claims all of the file
+			d := defaultSpec()
+			d.noKernel = true
+			d.extra = []tarFile{{name: "./boot/vmlinuz-" + testRelease, body: img}}
+			return d.write(t)
+		}, []string{"no kernel after its 65536 setup bytes"}, nil},
 		{"needed module missing", func(t *testing.T) string {
 			d := defaultSpec()
 			d.mods = slices.DeleteFunc(slices.Clone(d.mods), func(m fakeMod) bool { return m.name == "failover" })
@@ -490,7 +512,7 @@ func TestStoreGet(t *testing.T) {
 	must(t, err)
 	b, err := s.ImportDeb(context.Background(), deb, []string{"virtio_mmio"})
 	must(t, err)
-	kernel := writeTemp(t, "bzImage", []byte("tuned kernel"))
+	kernel := writeTemp(t, "bzImage", fakeBzImage("tuned kernel"))
 	c, err := s.Add(context.Background(), "hull-tuned", "6.1.99-hull", kernel, "")
 	must(t, err)
 	// Temporary and foreign entries are not bundles.
@@ -557,18 +579,55 @@ func TestStoreGet(t *testing.T) {
 		if def, _ := s.Default(); def != c.Digest {
 			t.Errorf("a failed SetDefault changed the default to %s", def)
 		}
-		// With neither same-named bundle the default, the name means the
-		// newest of them; when that cannot be told, it is ambiguous.
-		older, newer := time.Unix(1700000000, 0), time.Unix(1800000000, 0)
-		must(t, os.Chtimes(a.Dir, older, older))
-		must(t, os.Chtimes(b.Dir, newer, newer))
-		if got, err := s.Get("debian-" + testRelease); err != nil || got.Digest != b.Digest {
-			t.Errorf("Get(shared name) = %v, %v; want the newer %s", got, err, b.Digest)
+		// With neither same-named bundle the default, the tag says which
+		// one the name means: b, the later import.
+		name := "debian-" + testRelease
+		if tag, err := s.Tag(name); err != nil || tag != b.Digest {
+			t.Fatalf("Tag(%s) = %q, %v; want the later import %s", name, tag, err, b.Digest)
 		}
-		must(t, os.Chtimes(a.Dir, newer, newer))
-		if _, err := s.Get("debian-" + testRelease); !errors.Is(err, ErrAmbiguous) {
-			t.Errorf("Get(shared name, same age) = %v, want ErrAmbiguous", err)
+		if got, err := s.Get(name); err != nil || got.Digest != b.Digest {
+			t.Errorf("Get(shared name) = %v, %v; want the tagged %s", got, err, b.Digest)
 		}
+		must(t, s.SetTag(name, a.Digest))
+		if got, err := s.Get(name); err != nil || got.Digest != a.Digest {
+			t.Errorf("Get(shared name) after SetTag(a) = %v, %v; want %s", got, err, a.Digest)
+		}
+		for _, bad := range []struct{ name, digest string }{
+			{"hull-tuned", a.Digest}, // a is not named hull-tuned
+			{name, c.Digest[:10]},
+			{name, strings.Repeat("0", 64)},
+		} {
+			if err := s.SetTag(bad.name, bad.digest); err == nil {
+				t.Errorf("SetTag(%q, %q) = nil", bad.name, bad.digest)
+			}
+		}
+		// No tag: the default among them; neither the default: ambiguous.
+		must(t, os.Remove(filepath.Join(s.Dir, "tags", name)))
+		if _, err := s.Get(name); !errors.Is(err, ErrAmbiguous) || !strings.Contains(err.Error(), a.Digest[:12]) {
+			t.Errorf("Get(shared name, untagged) = %v, want ErrAmbiguous listing the digests", err)
+		}
+		must(t, s.SetDefault(b.Digest))
+		if got, err := s.Get(name); err != nil || got.Digest != b.Digest {
+			t.Errorf("Get(shared name, untagged) = %v, %v; want the default %s", got, err, b.Digest)
+		}
+		// A tag that is not a digest is an error only where it matters.
+		must(t, os.WriteFile(filepath.Join(s.Dir, "tags", name), []byte("garbage\n"), 0o644))
+		if _, err := s.Get(name); err == nil || !strings.Contains(err.Error(), "not a kernel digest") {
+			t.Errorf("Get(shared name, garbage tag) = %v, want the tag named as broken", err)
+		}
+		must(t, s.SetTag(name, a.Digest))
+		must(t, s.SetDefault(c.Digest))
+	})
+	t.Run("tagged bundle damaged", func(t *testing.T) {
+		// The name means a; a breaks: the answer is a's error, not b.
+		name := "debian-" + testRelease
+		data, err := os.ReadFile(filepath.Join(a.Dir, "bundle.json"))
+		must(t, err)
+		flipByte(t, filepath.Join(a.Dir, "bundle.json"))
+		if got, err := s.Get(name); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), a.Digest) {
+			t.Errorf("Get(name tagged to a damaged bundle) = %v, %v; want ErrCorrupt naming %s", got, err, a.Digest)
+		}
+		must(t, os.WriteFile(filepath.Join(a.Dir, "bundle.json"), data, 0o644))
 	})
 	t.Run("corrupt bundle", func(t *testing.T) {
 		flipByte(t, filepath.Join(b.Dir, "bundle.json"))
@@ -610,7 +669,7 @@ func TestResolveAmbiguousPrefix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.ref, func(t *testing.T) {
-			got, err := resolve(bundles, broken, tt.ref, "/store", "")
+			got, err := resolve(bundles, broken, tt.ref, "/store", "", nil)
 			switch {
 			case tt.err != nil:
 				if !errors.Is(err, tt.err) {
@@ -629,8 +688,12 @@ func TestResolveAmbiguousPrefix(t *testing.T) {
 
 func TestAdd(t *testing.T) {
 	s := newStore(t)
-	bz := writeTemp(t, "bzImage", []byte("MZ tuned bzImage"))
-	elfKernel := writeTemp(t, "vmlinux", elfModule("x=y\x00"))
+	bz := writeTemp(t, "bzImage", fakeBzImage("tuned bzImage"))
+	elfKernel := writeTemp(t, "vmlinux", fakeVmlinux("tuned vmlinux"))
+	arm := fakeVmlinux("arm64 vmlinux")
+	binary.LittleEndian.PutUint16(arm[18:], uint16(elf.EM_AARCH64)) // e_machine
+	forged := append([]byte("MZ"), make([]byte, minBzImage)...)
+	copy(forged[bzHeaderMag:], "HdrS") // but no boot flag
 	config := writeTemp(t, ".config", []byte(testConfig))
 	tests := []struct {
 		name, kname, release, kernel, config string
@@ -645,6 +708,11 @@ func TestAdd(t *testing.T) {
 		{"bad release", "x", "6.1 hull", bz, "", "", "bad kernel release"},
 		{"missing kernel", "x", "6.1", filepath.Join(t.TempDir(), "nope"), "", "", "no such file"},
 		{"empty kernel", "x", "6.1", writeTemp(t, "empty", nil), "", "", "not a kernel image"},
+		{"text file", "x", "6.1", writeTemp(t, "notes", []byte("hi")), "", "", "notes is 2 bytes, too small for an x86 kernel"},
+		{"forged boot header", "x", "6.1", writeTemp(t, "forged", forged), "", "", `forged is not an x86 kernel (bzImage): no "HdrS"`},
+		{"ELF object", "x", "6.1", writeTemp(t, "x.ko", elfModule("x=y\x00")), "", "", "x.ko is an ELF ET_REL, not an executable kernel"},
+		{"ELF for arm64", "x", "6.1", writeTemp(t, "Image", arm), "", "", "Image is an ELF file for ELFCLASS64 EM_AARCH64, not x86-64"},
+		{"damaged ELF", "x", "6.1", writeTemp(t, "vmlinux", []byte("\x7fELF not really")), "", "", "is a damaged ELF file"},
 		{"missing config", "x", "6.1", bz, filepath.Join(t.TempDir(), "nope"), "", "no such file"},
 	}
 	for _, tt := range tests {

@@ -14,15 +14,22 @@
 // SHA-256 and size of every other file in the bundle. bundle.json has no
 // timestamps and a canonical layout, so importing the same .deb with the
 // same module list always gives the same digest. The store's "default" file
-// names the digest used when no kernel is asked for.
+// names the digest used when no kernel is asked for, and tags/<name> the
+// digest a name means when several bundles carry it (the latest import or
+// build of that name, or a cached build that claimed it back).
 //
 // Invariants:
 //   - a bundle directory appears whole or not at all: it is built in a
 //     hidden temporary directory inside the store and renamed into place;
 //     a failed or cancelled import removes its temporary directory;
-//   - the default pointer is replaced atomically (write then rename);
+//   - the default and tag pointers are replaced atomically (write then
+//     rename);
+//   - only an x86 bzImage or an x86-64 ELF vmlinux is stored as a kernel;
 //   - bundle.json hashes to its directory name, and Verify re-hashes every
-//     file, so tampering is detected before a kernel is booted.
+//     file, so tampering is detected before a kernel is booted;
+//   - store files are read only when they are regular files, and bundle
+//     files only at their recorded size, so a symlink, FIFO or device put
+//     in the store fails a read instead of hanging it.
 //
 // The package does not download kernels, boot them, or build initramfs
 // images; it reads .deb files in pure Go (no dpkg, ar, tar or xz binaries)
@@ -36,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -151,7 +159,7 @@ func (b *Bundle) BootKernel(dir string) (string, error) {
 	if b.Kernel != vmlinuxZstFile {
 		return b.KernelPath(), nil
 	}
-	in, err := os.Open(b.KernelPath())
+	in, _, err := openRegular(b.KernelPath())
 	if err != nil {
 		return "", fmt.Errorf("kernel %s: %w", b.Name, err)
 	}
@@ -232,31 +240,46 @@ func configValue(r io.Reader, option string) string {
 // Verify re-hashes every file of the bundle (bundle.json against the
 // digest, then the kernel, config and modules against bundle.json) and
 // returns an error naming the first file that differs or is missing.
+// Every file must be a regular file of the recorded size before a byte
+// of it is read: a symlink to /dev/zero or a FIFO in its place would
+// otherwise keep Verify reading (or waiting) forever.
 func (b *Bundle) Verify() error {
 	fail := func(file, why string) error {
-		return fmt.Errorf("%w: %s: %s %s; re-import the kernel to repair it", ErrCorrupt, b.Dir, file, why)
+		return fmt.Errorf("%w: %s: %s %s; %s", ErrCorrupt, b.Dir, file, why, repairAdvice(b))
 	}
-	if b.Digest != "" {
-		sum, _, err := hashFile(filepath.Join(b.Dir, bundleFile))
-		if err != nil {
-			return fail(bundleFile, "is unreadable ("+errText(err)+")")
+	// unreadable says why a file could not be hashed.
+	unreadable := func(err error) string {
+		var nr notRegularError
+		var se sizeError
+		switch {
+		case errors.As(err, &nr):
+			return "is " + nr.Error()
+		case errors.As(err, &se):
+			return se.Error()
 		}
-		if sum != b.Digest {
-			return fail(bundleFile, "does not match the bundle digest")
-		}
+		return "is unreadable (" + errText(err) + ")"
 	}
 	check := func(rel, want string, wantSize int64) error {
 		if !filepath.IsLocal(rel) {
 			return fail(rel, "points outside the bundle")
 		}
-		sum, size, err := hashFile(filepath.Join(b.Dir, rel))
+		sum, size, err := hashRegular(filepath.Join(b.Dir, rel), wantSize, -1)
 		if err != nil {
-			return fail(rel, "is unreadable ("+errText(err)+")")
+			return fail(rel, unreadable(err))
 		}
-		if sum != want || (wantSize >= 0 && size != wantSize) {
+		if sum != want {
 			return fail(rel, fmt.Sprintf("has sha256 %s (%d bytes), want %s", sum, size, want))
 		}
 		return nil
+	}
+	if b.Digest != "" {
+		sum, _, err := hashRegular(filepath.Join(b.Dir, bundleFile), -1, maxBundleJSON)
+		if err != nil {
+			return fail(bundleFile, unreadable(err))
+		}
+		if sum != b.Digest {
+			return fail(bundleFile, "does not match the bundle digest")
+		}
 	}
 	if err := check(b.Kernel, b.KernelSHA256, b.KernelSize); err != nil {
 		return err
@@ -266,12 +289,33 @@ func (b *Bundle) Verify() error {
 			return err
 		}
 	}
+	if len(b.Modules) > 0 {
+		// The module paths go through this directory: a symlink here
+		// would let a bundle's files live anywhere.
+		if st, err := os.Lstat(filepath.Join(b.Dir, modulesDir)); err != nil || !st.IsDir() {
+			return fail(modulesDir, "is not a directory")
+		}
+	}
 	for _, m := range b.Modules {
 		if err := check(m.File, m.SHA256, m.Size); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// repairAdvice says how to mend a damaged bundle: one hull built is built
+// again, an imported one imported again; removing the directory always
+// works.
+func repairAdvice(b *Bundle) string {
+	switch {
+	case b == nil:
+		return "remove the directory, then re-import the kernel or rebuild it (hull kernel build --force)"
+	case b.BuildKey != "":
+		return "rebuild it with `hull kernel build --force` (with the --name, --fragment and --patches it was built with) or remove the directory"
+	default:
+		return "remove the directory and re-import the kernel"
+	}
 }
 
 // errText shortens an *os.PathError to its cause: the path is already named.
@@ -283,14 +327,83 @@ func errText(err error) string {
 	return err.Error()
 }
 
-func hashFile(path string) (sum string, size int64, err error) {
+// notRegularError is why openRegular refused a file.
+type notRegularError struct{ kind string }
+
+func (e notRegularError) Error() string { return e.kind + ", not a regular file" }
+
+// sizeError is a file whose size is not the one recorded for it.
+type sizeError struct{ got, want int64 }
+
+func (e sizeError) Error() string { return fmt.Sprintf("has %d bytes, want %d", e.got, e.want) }
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
+}
+
+// openRegular opens path for reading only when it is a regular file, not
+// a symlink, FIFO or device: store files are read by hash and size, and
+// one of those in their place could block open or read forever. The
+// check is made before opening (opening a FIFO blocks) and again on the
+// opened file, so a swap in between is caught too, short of a FIFO
+// swapped in at that very moment by someone who can write the store.
+func openRegular(path string) (*os.File, fs.FileInfo, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: notRegularError{fileKind(st.Mode())}}
+	}
 	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	fst, err := f.Stat()
+	if err == nil && (!fst.Mode().IsRegular() || !os.SameFile(st, fst)) {
+		err = &os.PathError{Op: "open", Path: path, Err: errors.New("changed while being opened")}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fst, nil
+}
+
+func hashFile(path string) (sum string, size int64, err error) {
+	return hashRegular(path, -1, -1)
+}
+
+// hashRegular hashes the regular file at path. A file whose size is not
+// want (when want >= 0), or larger than limit (when limit >= 0), is
+// refused before it is read; the read stops at the size found, so a file
+// growing meanwhile does not keep it going.
+func hashRegular(path string, want, limit int64) (sum string, size int64, err error) {
+	f, st, err := openRegular(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
+	if want >= 0 && st.Size() != want {
+		return "", 0, sizeError{got: st.Size(), want: want}
+	}
+	if limit >= 0 && st.Size() > limit {
+		return "", 0, fmt.Errorf("%d bytes is more than the %d a bundle allows", st.Size(), limit)
+	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, io.LimitReader(f, st.Size()+1))
 	if err != nil {
 		return "", 0, err
 	}

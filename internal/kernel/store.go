@@ -26,7 +26,13 @@ type Store struct{ Dir string }
 
 const (
 	defaultFile = "default"
-	tmpPrefix   = ".tmp-" // hidden, so List and people skip half-built bundles
+	// tagsDir holds one file per bundle name, holding the digest that name
+	// means when several bundles carry it; see Store.SetTag.
+	tagsDir = "tags"
+	// maxPointer bounds reads of the default and tag files: a digest and
+	// a newline, with room for stray whitespace.
+	maxPointer = 256
+	tmpPrefix  = ".tmp-" // hidden, so List and people skip half-built bundles
 	// maxBundleJSON bounds bundle.json reads; real ones are a few KiB.
 	maxBundleJSON = 16 << 20
 	// minPrefix is the shortest digest prefix Get accepts, so a typo or a
@@ -36,21 +42,39 @@ const (
 
 // List returns every bundle in the store sorted by Name then Digest. It
 // ignores temporary and foreign entries, and fails naming any bundle whose
-// bundle.json no longer matches its digest.
+// bundle.json no longer matches its digest; Scan returns the others too.
 func (s *Store) List() ([]*Bundle, error) {
-	bundles, broken, err := s.scan()
+	bundles, broken, err := s.Scan()
 	if err != nil {
 		return nil, err
 	}
 	if len(broken) > 0 {
-		digests := make([]string, 0, len(broken))
-		for d := range broken {
-			digests = append(digests, d)
-		}
-		slices.Sort(digests)
-		return nil, broken[digests[0]]
+		return nil, broken[0].Err
 	}
 	return bundles, nil
+}
+
+// Broken is a bundle directory whose bundle.json cannot be loaded.
+type Broken struct {
+	Digest string // the directory name
+	Dir    string // absolute
+	Err    error  // wraps ErrCorrupt; says what is wrong and how to repair it
+}
+
+// Scan returns the bundles that load, sorted as List sorts them, and the
+// bundle directories that do not, sorted by digest: one damaged bundle
+// must not hide the healthy ones from a listing or a build's cache check.
+func (s *Store) Scan() (ok []*Bundle, broken []Broken, err error) {
+	ok, bm, err := s.scan()
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, _ := s.absDir() // scan succeeded, so this does
+	for d, e := range bm {
+		broken = append(broken, Broken{Digest: d, Dir: filepath.Join(dir, d), Err: e})
+	}
+	slices.SortFunc(broken, func(a, b Broken) int { return strings.Compare(a.Digest, b.Digest) })
+	return ok, broken, nil
 }
 
 // scan loads all bundles, keeping those that fail to load aside by digest
@@ -98,19 +122,34 @@ func (s *Store) absDir() (string, error) {
 // loadBundle reads and checks a bundle's bundle.json; it does not hash the
 // other files (Verify does).
 func loadBundle(dir, digest string) (*Bundle, error) {
+	var data []byte
 	bad := func(why string) error {
-		return fmt.Errorf("%w: %s: %s; remove the directory and re-import the kernel", ErrCorrupt, dir, why)
+		// The advice depends on how the bundle was made, which a damaged
+		// bundle.json may still tell.
+		var hint *Bundle
+		if data != nil {
+			var b Bundle
+			if json.Unmarshal(data, &b) == nil && b.Release != "" {
+				hint = &b
+			}
+		}
+		return fmt.Errorf("%w: %s: %s; %s", ErrCorrupt, dir, why, repairAdvice(hint))
 	}
-	f, err := os.Open(filepath.Join(dir, bundleFile))
+	f, st, err := openRegular(filepath.Join(dir, bundleFile))
 	if err != nil {
 		return nil, bad("cannot read " + bundleFile + " (" + errText(err) + ")")
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxBundleJSON+1))
+	if st.Size() > maxBundleJSON {
+		return nil, bad(bundleFile + " is too large")
+	}
+	data, err = io.ReadAll(io.LimitReader(f, maxBundleJSON+1))
 	if err != nil {
+		data = nil
 		return nil, bad("cannot read " + bundleFile + " (" + errText(err) + ")")
 	}
 	if len(data) > maxBundleJSON {
+		data = nil
 		return nil, bad(bundleFile + " is too large")
 	}
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != digest {
@@ -173,36 +212,13 @@ func (s *Store) Get(ref string) (*Bundle, error) {
 		return nil, fmt.Errorf("%w: the default kernel %s is gone from %s: set another default or re-import it", ErrNotFound, short(def), s.Dir)
 	}
 	def, _ := s.Default()
-	return resolve(bundles, broken, ref, s.Dir, def)
-}
-
-// newest returns the bundle whose directory was created last, or nil when
-// that is not clear-cut.
-func newest(bs []*Bundle) *Bundle {
-	var best *Bundle
-	var bestT time.Time
-	tie := false
-	for _, b := range bs {
-		st, err := os.Stat(b.Dir)
-		if err != nil {
-			return nil
-		}
-		switch t := st.ModTime(); {
-		case best == nil || t.After(bestT):
-			best, bestT, tie = b, t, false
-		case t.Equal(bestT):
-			tie = true
-		}
-	}
-	if tie {
-		return nil
-	}
-	return best
+	return resolve(bundles, broken, ref, s.Dir, def, func() (string, error) { return s.Tag(ref) })
 }
 
 // resolve matches ref against loaded bundles (and the digests of broken
 // ones, so a broken bundle asked for by digest reports why it is broken).
-func resolve(bundles []*Bundle, broken map[string]error, ref, dir, def string) (*Bundle, error) {
+// tag reads the digest the store's tag for ref names ("" for none).
+func resolve(bundles []*Bundle, broken map[string]error, ref, dir, def string, tag func() (string, error)) (*Bundle, error) {
 	lref := strings.ToLower(ref)
 	if isDigest(lref) {
 		if err, ok := broken[lref]; ok {
@@ -221,18 +237,34 @@ func resolve(bundles []*Bundle, broken map[string]error, ref, dir, def string) (
 			named = append(named, b)
 		}
 	}
+	// The tag is what the name was last given to (an import, a build, or
+	// a cached build of the same name). It decides only between bundles
+	// that carry the name, but when it names a damaged bundle, that
+	// bundle's error is the answer: the name must never quietly come to
+	// mean another kernel.
+	if tag != nil {
+		t, err := tag()
+		switch {
+		case err != nil && len(named) > 1:
+			return nil, err
+		case err == nil && t != "":
+			if berr, ok := broken[t]; ok {
+				return nil, berr
+			}
+			for _, b := range named {
+				if b.Digest == t {
+					return b, nil
+				}
+			}
+		}
+	}
 	if len(named) > 1 {
-		// A re-import of the same kernel (e.g. with more modules) keeps
-		// the name; the default one of them is what the name means.
+		// Without a usable tag, the default one of them is what the name
+		// means.
 		for _, b := range named {
 			if b.Digest == def {
 				return b, nil
 			}
-		}
-		// Otherwise the name means the newest of them, as a tag moves to
-		// the latest build (hull kernel build after a recipe change).
-		if b := newest(named); b != nil {
-			return b, nil
 		}
 	}
 	switch {
@@ -300,16 +332,35 @@ func (s *Store) Default() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, defaultFile))
+	d, err := readPointer(filepath.Join(dir, defaultFile))
+	if err != nil {
+		return "", fmt.Errorf("read default kernel: %w: set the default again (hull kernel default NAME)", err)
+	}
+	return d, nil
+}
+
+// readPointer reads a file holding one digest (the default, a tag): ""
+// when it does not exist. It refuses anything but a small regular file,
+// so a FIFO or a device put in its place fails instead of hanging.
+func readPointer(path string) (string, error) {
+	f, st, err := openRegular(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read default kernel: %w", err)
+		return "", err
+	}
+	defer f.Close()
+	if st.Size() > maxPointer {
+		return "", fmt.Errorf("%s is %d bytes, not a kernel digest", path, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPointer+1))
+	if err != nil {
+		return "", err
 	}
 	d := strings.TrimSpace(string(data))
-	if !isDigest(d) {
-		return "", fmt.Errorf("%s/%s holds %q, not a kernel digest: set the default again", dir, defaultFile, short(d))
+	if len(data) > maxPointer || !isDigest(d) {
+		return "", fmt.Errorf("%s holds %q, not a kernel digest", path, short(d))
 	}
 	return d, nil
 }
@@ -331,6 +382,70 @@ func (s *Store) SetDefault(digest string) error {
 		return fmt.Errorf("set default kernel: %w", err)
 	}
 	return writeFileAtomic(filepath.Join(dir, defaultFile), []byte(digest+"\n"))
+}
+
+// tagPath is the file of name's tag, or false for a name that cannot be
+// one (no bundle can carry it either: see CheckName and checkRelease).
+func tagPath(root, name string) (string, bool) {
+	if name == "" || len(name) > 255 || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "/\\\x00") {
+		return "", false
+	}
+	return filepath.Join(root, tagsDir, name), true
+}
+
+// Tag returns the digest the store's tag for name holds, or "" when
+// there is none.
+func (s *Store) Tag(name string) (string, error) {
+	dir, err := s.absDir()
+	if err != nil {
+		return "", err
+	}
+	p, ok := tagPath(dir, name)
+	if !ok {
+		return "", nil
+	}
+	d, err := readPointer(p)
+	if err != nil {
+		return "", fmt.Errorf("kernel tag %s: %w: run the import or build of that kernel again, or remove the file", name, err)
+	}
+	return d, nil
+}
+
+// SetTag makes name mean the stored bundle digest, which must carry that
+// name, when several bundles do (resolve). Imports and AddBuilt tag their
+// result; a build that finds its kernel already stored calls this so the
+// name comes back to it from, say, a custom build of the same name. The
+// tag file is replaced atomically.
+func (s *Store) SetTag(name, digest string) error {
+	dir, err := s.absDir()
+	if err != nil {
+		return err
+	}
+	if !isDigest(digest) {
+		return fmt.Errorf("tag kernel %s: %q is not a full sha256 digest", name, digest)
+	}
+	b, err := loadBundle(filepath.Join(dir, digest), digest)
+	if err != nil {
+		if !dirExists(filepath.Join(dir, digest)) {
+			return fmt.Errorf("tag kernel %s: %w %s in %s", name, ErrNotFound, short(digest), dir)
+		}
+		return fmt.Errorf("tag kernel %s: %w", name, err)
+	}
+	if b.Name != name {
+		return fmt.Errorf("tag kernel %s: bundle %s is named %s", name, short(digest), b.Name)
+	}
+	return s.setTag(dir, name, digest)
+}
+
+func (s *Store) setTag(root, name, digest string) error {
+	p, ok := tagPath(root, name)
+	if !ok {
+		return fmt.Errorf("tag kernel: %q cannot be a tag name", name)
+	}
+	if err := writeFileAtomic(p, []byte(digest+"\n")); err != nil {
+		return fmt.Errorf("tag kernel %s: %w", name, err)
+	}
+	return nil
 }
 
 func dirExists(p string) bool {
@@ -390,6 +505,7 @@ func (s *Store) newTemp() (root, tmp string, err error) {
 		return "", "", fmt.Errorf("create kernel store: %w", err)
 	}
 	sweep(root)
+	sweep(filepath.Join(root, tagsDir)) // writeFileAtomic leftovers
 	tmp, err = os.MkdirTemp(root, tmpPrefix)
 	if err != nil {
 		return "", "", fmt.Errorf("create kernel store: %w", err)
@@ -449,7 +565,7 @@ func (s *Store) commit(root, tmp string, b *Bundle) (*Bundle, error) {
 	if dirExists(final) {
 		old, err := loadBundle(final, digest)
 		if err == nil && old.Verify() == nil {
-			return old, s.ensureDefault(root, digest)
+			return old, s.point(root, old)
 		}
 		// Repair: move the damaged copy aside, then put the new one in.
 		aside, err := os.MkdirTemp(root, tmpPrefix+"old-")
@@ -464,13 +580,22 @@ func (s *Store) commit(root, tmp string, b *Bundle) (*Bundle, error) {
 	if err := os.Rename(tmp, final); err != nil {
 		// A concurrent import of the same bundle may have won the race.
 		if old, lerr := loadBundle(final, digest); lerr == nil {
-			return old, s.ensureDefault(root, digest)
+			return old, s.point(root, old)
 		}
 		return nil, err
 	}
 	syncDir(root)
 	b.Digest, b.Dir = digest, final
-	return b, s.ensureDefault(root, digest)
+	return b, s.point(root, b)
+}
+
+// point makes a just-stored bundle what its name means (its tag) and,
+// where ensureDefault says so, the default.
+func (s *Store) point(root string, b *Bundle) error {
+	if err := s.setTag(root, b.Name, b.Digest); err != nil {
+		return err
+	}
+	return s.ensureDefault(root, b.Digest)
 }
 
 // ensureDefault points the default at digest when there is no usable
@@ -603,7 +728,7 @@ func (s *Store) AddBuilt(ctx context.Context, k Built) (*Bundle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("add kernel: %w", err)
 	}
-	if err := checkName(k.Name); err != nil {
+	if err := CheckName(k.Name); err != nil {
 		return nil, fmt.Errorf("add kernel: %w", err)
 	}
 	if err := checkRelease(k.Release); err != nil {
@@ -626,7 +751,8 @@ func (s *Store) add(ctx context.Context, k Built) (*Bundle, error) {
 		return nil, err
 	}
 	defer kf.Close()
-	if st, err := kf.Stat(); err != nil {
+	st, err := kf.Stat()
+	if err != nil {
 		return nil, err
 	} else if !st.Mode().IsRegular() || st.Size() == 0 {
 		return nil, fmt.Errorf("%s is not a kernel image (empty or not a regular file)", kernelPath)
@@ -635,6 +761,15 @@ func (s *Store) add(ctx context.Context, k Built) (*Bundle, error) {
 	var magic [4]byte
 	if _, err := io.ReadFull(kf, magic[:]); err == nil && string(magic[:]) == elf.ELFMAG {
 		kname = vmlinuxZstFile
+	}
+	// The bundle would otherwise boot whatever file it was given, and the
+	// mistake would only show as a guest that never starts.
+	check := checkBzImage(kf, st.Size())
+	if kname == vmlinuxZstFile {
+		check = checkELFKernel(kf)
+	}
+	if check != nil {
+		return nil, fmt.Errorf("%s %v: give a bzImage or an x86-64 vmlinux", kernelPath, check)
 	}
 	if _, err := kf.Seek(0, io.SeekStart); err != nil {
 		return nil, err
@@ -689,9 +824,11 @@ func (s *Store) add(ctx context.Context, k Built) (*Bundle, error) {
 	return s.commit(root, tmp, b)
 }
 
-// checkName accepts names that are safe in messages and on command lines
-// and cannot be mistaken for a digest prefix.
-func checkName(name string) error {
+// CheckName accepts names that are safe in messages and on command lines
+// and cannot be mistaken for a digest prefix. It is the rule AddBuilt
+// applies, exported so a caller can refuse a bad name before the work of
+// building the kernel.
+func CheckName(name string) error {
 	if name == "" {
 		return errors.New("empty kernel name")
 	}

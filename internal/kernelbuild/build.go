@@ -8,12 +8,14 @@
 // the value it asked for (an option Kconfig silently dropped fails the
 // build, naming it), build vmlinux with all cores, and hand the stripped
 // image to kernel.Store.AddBuilt with its boot hints: no ACPI, and the
-// command-line words the patches make useful.
+// command-line words the applied patches make useful.
 //
 // Builds are cached by Key: the source package version, the fragment's
 // and patches' bytes and the recipe version. A bundle of that name and
-// key already in the store is returned at once; Force rebuilds from a
-// clean tree.
+// key already in the store is returned at once, and the name is tagged to
+// it again (a custom build of the same name may have taken it); Force
+// rebuilds from a clean tree. Damaged bundles in the store are no hit
+// and no obstacle.
 //
 // Invariants:
 //   - the store sees a finished kernel or nothing: a failed or cancelled
@@ -43,6 +45,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,17 +145,70 @@ func Key(sourceVersion string, fragment []byte, patches []Patch) string {
 // that goes into it changed.
 func Build(ctx context.Context, o Options) (*Result, error) {
 	start := time.Now()
-	if o.Name == "" {
-		o.Name = DefaultName
-	}
-	if o.Jobs <= 0 {
-		o.Jobs = runtime.NumCPU()
-	}
-	if o.Store == nil || o.WorkDir == "" {
-		return nil, errors.New("kernel build: no store or work directory")
+	o, err := o.check()
+	if err != nil {
+		return nil, err
 	}
 	b := &builder{o: o, sys: hostSystem{}}
 	return b.build(ctx, start)
+}
+
+// check fills in defaults and refuses options the build would only trip
+// over after minutes of compiling: a bundle name AddBuilt refuses, a
+// negative job count, a relative work directory (make runs in other
+// directories, so O= must be absolute).
+func (o Options) check() (Options, error) {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if err := kernel.CheckName(o.Name); err != nil {
+		return o, fmt.Errorf("kernel build: %w", err)
+	}
+	switch {
+	case o.Jobs < 0:
+		return o, fmt.Errorf("kernel build: %d parallel jobs: give a positive number, or 0 for all CPUs", o.Jobs)
+	case o.Jobs == 0:
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.Store == nil || o.WorkDir == "" {
+		return o, errors.New("kernel build: no store or work directory")
+	}
+	abs, err := filepath.Abs(o.WorkDir)
+	if err != nil {
+		return o, fmt.Errorf("kernel build: work directory %s: %w", o.WorkDir, err)
+	}
+	o.WorkDir = abs
+	return o, nil
+}
+
+// LoadPatches reads dir's *.patch files in name order. A directory that
+// is missing, unreadable or holds no patches is an error: building
+// without the patches asked for would quietly give another kernel.
+func LoadPatches(dir string) ([]Patch, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("patch directory %s: %w", dir, errors.Unwrap(err))
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("patch directory %s is not a directory: give the directory holding the *.patch files", dir)
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.patch"))
+	if err != nil {
+		return nil, fmt.Errorf("patch directory %s: %w", dir, err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("patch directory %s holds no *.patch files: give the directory holding them", dir)
+	}
+	slices.Sort(names)
+	patches := make([]Patch, 0, len(names))
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			return nil, fmt.Errorf("patch %s: %w", n, errors.Unwrap(err))
+		}
+		patches = append(patches, Patch{Name: filepath.Base(n), Data: data})
+	}
+	return patches, nil
 }
 
 // system is what a build asks of the host; tests replace it.
@@ -216,10 +272,14 @@ func (b *builder) build(ctx context.Context, start time.Time) (*Result, error) {
 		}
 		if installed != version {
 			version, key = installed, Key(installed, b.o.Fragment, b.o.Patches)
-			if hit, err := b.cached(key); hit != nil && !b.o.Force {
-				return &Result{Bundle: hit, Cached: true, Key: key, SourceVersion: version, Took: time.Since(start)}, nil
-			} else if err != nil {
-				return nil, err
+			if !b.o.Force {
+				hit, err := b.cached(key)
+				if err != nil {
+					return nil, err
+				}
+				if hit != nil {
+					return &Result{Bundle: hit, Cached: true, Key: key, SourceVersion: version, Took: time.Since(start)}, nil
+				}
 			}
 		}
 	}
@@ -279,7 +339,7 @@ func (b *builder) build(ctx context.Context, start time.Time) (*Result, error) {
 		Kernel: image, Config: filepath.Join(obj, ".config"),
 		Source: SourcePackage + "_" + version + ".tar.xz", SourceSHA256: srcSum,
 		BuildKey: key,
-		Boot:     BootHints(cfg),
+		Boot:     BootHints(cfg, b.o.Patches),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kernel build: %w", err)
@@ -289,26 +349,35 @@ func (b *builder) build(ctx context.Context, start time.Time) (*Result, error) {
 }
 
 // BootHints are how the runner boots a kernel built with this recipe: no
-// ACPI (devices come from the command line), no IO-APIC timer check (an
-// emulated PIT makes it wait), and the local APIC timer period preset
-// (patch 0001; QEMU's and KVM's APIC bus runs at 1 GHz) so the kernel
-// does not calibrate it. cfg is the final .config.
-func BootHints(cfg map[string]string) kernel.Boot {
+// ACPI (devices come from the command line) and no IO-APIC timer check
+// (an emulated PIT makes it wait). When one of the patches adds the
+// lapic_timer_period= parameter (hull's 0001), the local APIC timer
+// period is preset too (QEMU's and KVM's APIC bus runs at 1 GHz) so the
+// kernel does not calibrate it; an unpatched kernel would only complain
+// about an unknown parameter. cfg is the final .config.
+func BootHints(cfg map[string]string, patches []Patch) kernel.Boot {
 	boot := kernel.Boot{NoACPI: true, Cmdline: []string{"no_timer_check"}}
-	if hz, err := strconv.Atoi(cfg["CONFIG_HZ"]); err == nil && hz > 0 {
+	lapic := slices.ContainsFunc(patches, func(p Patch) bool { return strings.Contains(p.Name, "lapic_timer_period") })
+	if hz, err := strconv.Atoi(cfg["CONFIG_HZ"]); lapic && err == nil && hz > 0 {
 		boot.Cmdline = append(boot.Cmdline, fmt.Sprintf("lapic_timer_period=%d", 1000000000/hz))
 	}
 	return boot
 }
 
-// cached returns the stored bundle built with key, if it still verifies.
+// cached returns the stored bundle built with key, if it still verifies,
+// and makes the build's name mean it again (a custom build of the same
+// name may have taken the name since). Bundles that do not load are
+// passed over: they are not this build, and one of them must not stop it.
 func (b *builder) cached(key string) (*kernel.Bundle, error) {
-	list, err := b.o.Store.List()
+	list, _, err := b.o.Store.Scan()
 	if err != nil {
 		return nil, fmt.Errorf("kernel build: %w", err)
 	}
 	for _, k := range list {
 		if k.Name == b.o.Name && k.BuildKey == key && k.Verify() == nil {
+			if err := b.o.Store.SetTag(k.Name, k.Digest); err != nil {
+				return nil, fmt.Errorf("kernel build: %w", err)
+			}
 			return k, nil
 		}
 	}

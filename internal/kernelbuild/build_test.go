@@ -1,10 +1,14 @@
 package kernelbuild
 
 import (
+	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -39,16 +43,33 @@ func TestBuildCache(t *testing.T) {
 	store := &kernel.Store{Dir: filepath.Join(t.TempDir(), "kernels")}
 	frag := []byte("CONFIG_A=y\n")
 	patches := []Patch{{Name: "0001-x.patch", Data: []byte("x")}}
-	img := filepath.Join(t.TempDir(), "vmlinux")
-	if err := os.WriteFile(img, []byte("\x7fELF not really"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	stored, err := store.AddBuilt(context.Background(), kernel.Built{
-		Name: "tuned", Release: "6.1.192-hull", Kernel: img,
+		Name: "tuned", Release: "6.1.192-hull", Kernel: vmlinux(t, "plain"),
 		BuildKey: Key("6.1.192-3", frag, patches), Boot: kernel.Boot{NoACPI: true},
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A custom build of the same name came later and took the name; a
+	// damaged bundle sits in the store too. Neither may stop the cache.
+	custom, err := store.AddBuilt(context.Background(), kernel.Built{
+		Name: "tuned", Release: "6.1.192-hull", Kernel: vmlinux(t, "custom"),
+		BuildKey: Key("6.1.192-3", []byte("CONFIG_CUSTOM=y\n"), patches),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged, err := store.AddBuilt(context.Background(), kernel.Built{
+		Name: "damaged", Release: "6.1.192-hull", Kernel: vmlinux(t, "damaged"), BuildKey: "x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(damaged.Dir, "bundle.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := store.Get("tuned"); err != nil || got.Digest != custom.Digest {
+		t.Fatalf("Get(tuned) = %v, %v before the cached build; want the custom %s", got, err, custom.Digest)
 	}
 	tests := []struct {
 		name    string
@@ -73,6 +94,10 @@ func TestBuildCache(t *testing.T) {
 			if tt.cached {
 				if err != nil || !res.Cached || res.Bundle.Digest != stored.Digest || len(sys.asked) != 0 {
 					t.Fatalf("build() = %+v, %v (asked %v); want the stored bundle, nothing else asked", res, err, sys.asked)
+				}
+				// The plain build's name means it again.
+				if got, err := store.Get("tuned"); err != nil || got.Digest != stored.Digest {
+					t.Errorf("Get(tuned) = %v, %v after a cached build; want %s", got, err, stored.Digest)
 				}
 				return
 			}
@@ -109,5 +134,97 @@ func TestFailedStepKeepsItsLastLines(t *testing.T) {
 	}
 	if !strings.Contains(be.Error(), "compiling") || !strings.Contains(be.Error(), log) {
 		t.Errorf("Error() = %q, want the step and the log path", be.Error())
+	}
+}
+
+// vmlinux writes a minimal x86-64 ELF executable, which the store takes
+// for a kernel; tag makes it unique.
+func vmlinux(t *testing.T, tag string) string {
+	t.Helper()
+	h := elf.Header64{
+		Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
+		Entry: 0x1000000, Phoff: 64, Ehsize: 64, Phentsize: 56, Phnum: 1,
+	}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
+	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.LittleEndian, h)
+	binary.Write(&buf, binary.LittleEndian, elf.Prog64{
+		Type: uint32(elf.PT_LOAD), Off: 120, Vaddr: 0x1000000, Paddr: 0x1000000,
+		Filesz: uint64(len(tag)), Memsz: uint64(len(tag)), Align: 1,
+	})
+	buf.WriteString(tag)
+	p := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Options that would only fail after the compile fail before anything.
+func TestOptionsCheck(t *testing.T) {
+	store := &kernel.Store{Dir: t.TempDir()}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		o       Options
+		err     string
+		workDir string
+		jobs    int
+	}{
+		{"defaults", Options{Store: store, WorkDir: "/w"}, "", "/w", runtime.NumCPU()},
+		{"relative work dir", Options{Store: store, WorkDir: "build", Jobs: 3}, "", filepath.Join(wd, "build"), 3},
+		{"bad name", Options{Store: store, WorkDir: "/w", Name: "my kernel"}, `kernel name "my kernel"`, "", 0},
+		{"digest-like name", Options{Store: store, WorkDir: "/w", Name: "abc123"}, "looks like a digest", "", 0},
+		{"negative jobs", Options{Store: store, WorkDir: "/w", Jobs: -2}, "-2 parallel jobs", "", 0},
+		{"no work dir", Options{Store: store}, "no store or work directory", "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := tt.o.check()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("check() = %v, want an error containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || o.WorkDir != tt.workDir || o.Jobs != tt.jobs || o.Name != DefaultName {
+				t.Errorf("check() = work dir %q, %d jobs, name %q, %v; want %q, %d, %q", o.WorkDir, o.Jobs, o.Name, err, tt.workDir, tt.jobs, DefaultName)
+			}
+		})
+	}
+	// Build itself refuses the bad name before asking apt anything.
+	if _, err := Build(context.Background(), Options{Store: store, WorkDir: "/w", Name: "a/b"}); err == nil || !strings.Contains(err.Error(), `"a/b"`) {
+		t.Errorf("Build(bad name) = %v, want the name refused", err)
+	}
+}
+
+func TestLoadPatches(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"0002-b.patch": "b", "0001-a.patch": "a", "README": "not a patch"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := LoadPatches(dir)
+	if err != nil || len(got) != 2 || got[0].Name != "0001-a.patch" || string(got[1].Data) != "b" {
+		t.Fatalf("LoadPatches() = %+v, %v; want 0001-a.patch then 0002-b.patch", got, err)
+	}
+	empty := t.TempDir()
+	missing := filepath.Join(empty, "nope")
+	file := filepath.Join(dir, "README")
+	for _, tt := range []struct{ dir, want string }{
+		{empty, empty + " holds no *.patch files"},
+		{missing, missing + ": no such file"},
+		{file, file + " is not a directory"},
+	} {
+		if _, err := LoadPatches(tt.dir); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("LoadPatches(%s) = %v, want an error containing %q", tt.dir, err, tt.want)
+		}
 	}
 }

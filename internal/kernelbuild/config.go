@@ -53,8 +53,12 @@ func ParseFragment(data []byte) ([]Option, error) {
 		} else if m := unsetLine.FindStringSubmatch(line); m != nil {
 			o = Option{Name: m[1], Value: "n", Line: n}
 		} else if line == "" || strings.HasPrefix(line, "#") {
-			if strings.HasPrefix(line, "# CONFIG_") {
-				return nil, fmt.Errorf("fragment line %d: %q: write an option off as \"# CONFIG_X is not set\"", n, line)
+			// A comment that starts with an option name is an option line
+			// gone wrong ("#CONFIG_X is not set", "# CONFIG_X=n") or one
+			// commented out: reading it as a comment would silently leave
+			// the option as tinyconfig has it, so it is refused.
+			if strings.HasPrefix(strings.TrimLeft(line, "# \t"), "CONFIG_") {
+				return nil, fmt.Errorf("fragment line %d: %q: write an option off as \"# CONFIG_X is not set\" (one space after #), and delete lines you do not want rather than commenting them out", n, line)
 			}
 			continue
 		} else {

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	hullkernel "github.com/hullvm/hull/kernel"
 )
 
 func TestParseFragment(t *testing.T) {
@@ -30,6 +32,9 @@ func TestParseFragment(t *testing.T) {
 		{"open string", "CONFIG_A=\"x\n", "unterminated string"},
 		{"garbage", "CONFIG_A y\n", `line 1: "CONFIG_A y" is not`},
 		{"odd off form", "# CONFIG_A=n\n", `write an option off as`},
+		{"off form without the space", "CONFIG_B=y\n#CONFIG_A is not set\n", `line 2: "#CONFIG_A is not set": write an option off as`},
+		{"off form with two spaces", "#  CONFIG_A is not set\n", `line 1: "#  CONFIG_A is not set"`},
+		{"commented-out option", "CONFIG_B=y\n#CONFIG_A=y\n", `line 2: "#CONFIG_A=y"`},
 		{"nothing", "# only comments\n", "sets no options"},
 	}
 	for _, tt := range tests {
@@ -135,15 +140,37 @@ func TestKey(t *testing.T) {
 }
 
 func TestBootHints(t *testing.T) {
-	got := BootHints(map[string]string{"CONFIG_HZ": "100"})
+	lapic := []Patch{{Name: "0001-x86-apic-lapic_timer_period-parameter.patch"}, {Name: "0002-other.patch"}}
+	got := BootHints(map[string]string{"CONFIG_HZ": "100"}, lapic)
 	if !got.NoACPI || !reflect.DeepEqual(got.Cmdline, []string{"no_timer_check", "lapic_timer_period=10000000"}) {
 		t.Errorf("BootHints(HZ=100) = %+v", got)
 	}
-	if got := BootHints(map[string]string{"CONFIG_HZ": "1000"}); got.Cmdline[1] != "lapic_timer_period=1000000" {
+	if got := BootHints(map[string]string{"CONFIG_HZ": "1000"}, lapic); got.Cmdline[1] != "lapic_timer_period=1000000" {
 		t.Errorf("BootHints(HZ=1000) = %+v", got)
 	}
-	if got := BootHints(nil); len(got.Cmdline) != 1 {
+	if got := BootHints(nil, lapic); len(got.Cmdline) != 1 {
 		t.Errorf("BootHints(no HZ) = %+v, want no timer preset", got)
+	}
+	// Without the patch the kernel has no such parameter.
+	for _, patches := range [][]Patch{nil, {{Name: "0002-other.patch"}}} {
+		if got := BootHints(map[string]string{"CONFIG_HZ": "100"}, patches); !reflect.DeepEqual(got.Cmdline, []string{"no_timer_check"}) {
+			t.Errorf("BootHints(HZ=100, patches %v) = %+v, want no lapic_timer_period", patches, got)
+		}
+	}
+	// hull's own patch set carries it.
+	var own []Patch
+	for _, p := range hullkernel.Patches() {
+		own = append(own, Patch{Name: p.Name, Data: p.Data})
+	}
+	if got := BootHints(map[string]string{"CONFIG_HZ": "100"}, own); len(got.Cmdline) != 2 {
+		t.Errorf("BootHints(hull's patches) = %+v, want the lapic_timer_period preset", got)
+	}
+}
+
+// hull's own fragment passes the parser, strict as it is.
+func TestOwnFragmentParses(t *testing.T) {
+	if _, err := ParseFragment(hullkernel.Fragment()); err != nil {
+		t.Fatal(err)
 	}
 }
 
