@@ -4,13 +4,14 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"path"
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/hullvm/hull/internal/filekind"
 )
 
 // Kind tells why a File is in the closure.
@@ -129,7 +130,7 @@ func (r *Resolver) Resolve(program string) (*Closure, error) {
 		return nil, err
 	}
 	if !w.mode.IsRegular() {
-		return nil, fmt.Errorf("program %s is not a regular file (%s)", printable(prog), describeMode(w.mode))
+		return nil, fmt.Errorf("program %s is not a regular file (%s)", printable(prog), filekind.Of(w.mode))
 	}
 	obj, err := r.readObject(w.phys, prog)
 	if err != nil {
@@ -234,7 +235,7 @@ func (g *graph) loadInterp(main *node) error {
 		return fmt.Errorf("program interpreter of %s (PT_INTERP): %w: install the C library the program was built for", printable(main.display), err)
 	}
 	if !w.mode.IsRegular() {
-		return fmt.Errorf("program interpreter %s of %s is not a regular file (%s)", printable(interp), printable(main.display), describeMode(w.mode))
+		return fmt.Errorf("program interpreter %s of %s is not a regular file (%s)", printable(interp), printable(main.display), filekind.Of(w.mode))
 	}
 	n := g.byPhys[w.phys]
 	if n == nil {
@@ -436,20 +437,6 @@ func (g *graph) fill(c *Closure) {
 	default:
 		c.Libc = ""
 	}
-}
-
-func describeMode(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return m.Type().String()
 }
 
 // abi describes the only target hull builds for: the host.

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hullvm/hull/internal/filekind"
 	"github.com/hullvm/hull/internal/manifest"
 )
 
@@ -281,19 +282,7 @@ func (t *Tree) addHost(host, guest string, info os.FileInfo, reason string, o Or
 		f.Close()
 		return t.Add(Entry{Path: guest, Type: File, Perm: perm, Src: host, Reason: reason, Origin: o})
 	}
-	return fmt.Errorf("%s is a %s: only regular files, directories and symlinks go into an image", host, describeMode(info.Mode()))
-}
-
-func describeMode(m os.FileMode) string {
-	switch {
-	case m&os.ModeDevice != 0:
-		return "device"
-	case m&os.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	}
-	return "special file"
+	return fmt.Errorf("%s is %s: only regular files, directories and symlinks go into an image", host, filekind.Of(info.Mode()))
 }
 
 // Records converts the tree to manifest file records (without digests,

@@ -50,6 +50,8 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/hullvm/hull/internal/filekind"
 )
 
 // DefaultModules are the modules hull's init needs from a modular kernel:
@@ -337,22 +339,6 @@ type sizeError struct{ got, want int64 }
 
 func (e sizeError) Error() string { return fmt.Sprintf("has %d bytes, want %d", e.got, e.want) }
 
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "a symlink"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "a special file"
-}
-
 // openRegular opens path for reading only when it is a regular file, not
 // a symlink, FIFO or device: store files are read by hash and size, and
 // one of those in their place could block open or read forever. The
@@ -365,7 +351,7 @@ func openRegular(path string) (*os.File, fs.FileInfo, error) {
 		return nil, nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, nil, &os.PathError{Op: "open", Path: path, Err: notRegularError{fileKind(st.Mode())}}
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: notRegularError{filekind.Of(st.Mode())}}
 	}
 	f, err := os.Open(path)
 	if err != nil {
