@@ -10,8 +10,6 @@ package kernel
 import (
 	"embed"
 	"io/fs"
-	"path"
-	"sort"
 )
 
 //go:embed hull.config
@@ -20,26 +18,15 @@ var fragment []byte
 //go:embed patches/*.patch
 var patches embed.FS
 
+// Patches is the patch directory: the *.patch files, applied in name
+// order (kernelbuild.ReadPatches reads them).
+func Patches() fs.FS {
+	sub, err := fs.Sub(patches, "patches")
+	if err != nil {
+		panic(err) // cannot happen: "patches" is a valid, embedded path
+	}
+	return sub
+}
+
 // Fragment returns the config fragment (kernel/hull.config).
 func Fragment() []byte { return append([]byte(nil), fragment...) }
-
-// Patch is one source patch, in unified diff form for `patch -p1`.
-type Patch struct {
-	Name string // file name, e.g. "0001-x86-apic-lapic_timer_period-parameter.patch"
-	Data []byte
-}
-
-// Patches returns the patches in the order they apply.
-func Patches() []Patch {
-	names, _ := fs.Glob(patches, "patches/*.patch")
-	sort.Strings(names)
-	out := make([]Patch, 0, len(names))
-	for _, n := range names {
-		data, err := patches.ReadFile(n)
-		if err != nil {
-			continue // cannot happen for an embedded file Glob listed
-		}
-		out = append(out, Patch{Name: path.Base(n), Data: data})
-	}
-	return out
-}

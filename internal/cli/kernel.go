@@ -197,8 +197,8 @@ fragment and patches returns the stored kernel at once.`,
 					return fmt.Errorf("--patches: %w", err)
 				}
 			} else {
-				for _, p := range hullkernel.Patches() {
-					patches = append(patches, kernelbuild.Patch{Name: p.Name, Data: p.Data})
+				if patches, err = kernelbuild.ReadPatches(hullkernel.Patches(), "kernel/patches (built in)"); err != nil {
+					return err
 				}
 			}
 			if workDir == "" {

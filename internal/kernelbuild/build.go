@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,21 +193,28 @@ func LoadPatches(dir string) ([]Patch, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("patch directory %s is not a directory: give the directory holding the *.patch files", dir)
 	}
-	names, err := filepath.Glob(filepath.Join(dir, "*.patch"))
+	return ReadPatches(os.DirFS(dir), dir)
+}
+
+// ReadPatches reads the *.patch files at the top of fsys (a directory,
+// or the patches embedded in hull) in name order, the order they apply;
+// where names fsys in errors.
+func ReadPatches(fsys fs.FS, where string) ([]Patch, error) {
+	names, err := fs.Glob(fsys, "*.patch")
 	if err != nil {
-		return nil, fmt.Errorf("patch directory %s: %w", dir, err)
+		return nil, fmt.Errorf("patch directory %s: %w", where, err)
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("patch directory %s holds no *.patch files: give the directory holding them", dir)
+		return nil, fmt.Errorf("patch directory %s holds no *.patch files: give the directory holding them", where)
 	}
 	slices.Sort(names)
 	patches := make([]Patch, 0, len(names))
 	for _, n := range names {
-		data, err := os.ReadFile(n)
+		data, err := fs.ReadFile(fsys, n)
 		if err != nil {
-			return nil, fmt.Errorf("patch %s: %w", n, errors.Unwrap(err))
+			return nil, fmt.Errorf("patch %s: %w", filepath.Join(where, n), errors.Unwrap(err))
 		}
-		patches = append(patches, Patch{Name: filepath.Base(n), Data: data})
+		patches = append(patches, Patch{Name: n, Data: data})
 	}
 	return patches, nil
 }

@@ -158,9 +158,9 @@ func TestBootHints(t *testing.T) {
 		}
 	}
 	// hull's own patch set carries it.
-	var own []Patch
-	for _, p := range hullkernel.Patches() {
-		own = append(own, Patch{Name: p.Name, Data: p.Data})
+	own, err := ReadPatches(hullkernel.Patches(), "kernel/patches")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got := BootHints(map[string]string{"CONFIG_HZ": "100"}, own); len(got.Cmdline) != 2 {
 		t.Errorf("BootHints(hull's patches) = %+v, want the lapic_timer_period preset", got)
