@@ -15,7 +15,8 @@ deps:
 # Download the Debian cloud kernel package (once) and import it into
 # the kernel store (once).
 kernel: build
-	@HULL=$(BIN)/hull ./scripts/kernel.sh >/dev/null
+	@deb="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)" && echo "$$deb" > $(BIN)/kernel-debian.deb && \
+		basename "$$deb" | sed 's/^linux-image-/debian-/; s/_.*//' > $(BIN)/kernel-debian.name
 
 # Build hull's tuned kernel (kernel/hull.config + kernel/patches on
 # Debian's linux-source-6.1) into the kernel store, or reuse the stored
@@ -36,10 +37,9 @@ lint:
 # passes; then the VM tests once more on the Debian kernel, so hull keeps
 # working on a distribution kernel too.
 test: deps build kernel kernel-tuned lint
-	HULL_KERNEL_DEB="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)" HULL_E2E_KERNEL="$$(cat $(BIN)/kernel-tuned.digest)" $(GO) test -count=1 -timeout 20m ./...
+	HULL_KERNEL_DEB="$$(cat $(BIN)/kernel-debian.deb)" HULL_E2E_KERNEL="$$(cat $(BIN)/kernel-tuned.digest)" $(GO) test -count=1 -timeout 20m ./...
 	$(BIN)/hull kernel default "$$(cat $(BIN)/kernel-tuned.digest)"
-	deb="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)"; rel="$$(basename "$$deb" | sed 's/^linux-image-//; s/_.*//')"; \
-	HULL_E2E_KERNEL="debian-$$rel" $(GO) test -count=1 -timeout 20m ./test/e2e
+	HULL_E2E_KERNEL="$$(cat $(BIN)/kernel-debian.name)" $(GO) test -count=1 -timeout 20m ./test/e2e
 	$(MAKE) fuzz
 
 # Short fuzz runs of the parsers; the seed corpora live in testdata/fuzz.
@@ -50,8 +50,7 @@ fuzz:
 
 # Numbers for both kernels, tuned first, in the same run.
 bench: deps build kernel kernel-tuned
-	deb="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)"; rel="$$(basename "$$deb" | sed 's/^linux-image-//; s/_.*//')"; \
-	$(GO) run ./bench -kernels "$$(cat $(BIN)/kernel-tuned.digest),debian-$$rel"
+	$(GO) run ./bench -kernels "$$(cat $(BIN)/kernel-tuned.digest),$$(cat $(BIN)/kernel-debian.name)"
 
 # hull against a traditional Debian server VM, side by side (docs/compare.md).
 # Slow, so not part of make test. The first run builds the Debian root with
@@ -62,8 +61,7 @@ compare: deps build kernel
 	@dpkg -s debootstrap >/dev/null 2>&1 || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
 		echo "compare: installing debootstrap"; $$s apt-get update -q >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q debootstrap >/dev/null; }
-	deb="$$(HULL=$(BIN)/hull ./scripts/kernel.sh)"; rel="$$(basename "$$deb" | sed 's/^linux-image-//; s/_.*//')"; \
-	$(GO) run ./compare -kernel "debian-$$rel" $(COMPARE_FLAGS)
+	$(GO) run ./compare -kernel "$$(cat $(BIN)/kernel-debian.name)" $(COMPARE_FLAGS)
 
 clean:
 	rm -rf $(BIN)
